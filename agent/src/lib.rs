@@ -1,0 +1,1 @@
+//! rivet-agent library.

@@ -1,0 +1,1 @@
+//! Wire and file formats as serde types. No I/O.
