@@ -1,1 +1,16 @@
-//! Wire and file formats as serde types. No I/O.
+//! Wire and file formats of rivet, as serde types. No I/O lives here.
+//!
+//! Ironic's ramdisk API (what IPA 13 and Ironic 39 exchange) is described field by field in
+//! the project's compatibility spec; every type names the section it implements. Types that
+//! travel through Ironic keep unknown fields (`extra`) so that a message re-serializes to the
+//! same JSON, which the conformance tests check against recorded traffic.
+
+pub mod command;
+pub mod fault;
+pub mod heartbeat;
+pub mod lookup;
+pub mod steps;
+pub mod version;
+
+/// A JSON object, as found in `params`, `properties`, `instance_info` and similar fields.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
