@@ -1,1 +1,5 @@
-//! rivet-agent library.
+//! rivet-agent: an IPA-compatible deploy agent. `main.rs` is a thin dispatcher over this.
+
+pub mod commands;
+pub mod context;
+pub mod settings;
