@@ -65,7 +65,8 @@ pub enum TlsVersion {
 }
 
 /// Everything the agent can be told. Field docs name the kernel parameter (`ipa-*`) and the
-/// config-file key; `docs/configuration.md` is generated from the same list.
+/// config-file key; the registry (`settings/keys.rs`) is the authoritative list, and
+/// `docs/configuration.md` is generated from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// `ipa-api-url` / `api_url`: Ironic (or rivet-server) URLs, tried in order with fail-over.

@@ -79,6 +79,9 @@ pub enum SettingWarning {
     /// `--set` of a name no setting has.
     #[error("--set {key}: no such setting (use a kernel parameter name like ipa-api-url, or a config-file name for settings without one)")]
     UnknownOverride { key: String },
+    /// A source rivet looks for by default exists but cannot be read; it is skipped.
+    #[error("{problem}; skipped")]
+    Unreadable { problem: String },
     /// A setting asks for something rivet does not do.
     #[error("{at}: {key} is true, but mDNS discovery is not supported by rivet; set ipa-api-url instead")]
     MdnsUnsupported { at: Location, key: String },
