@@ -9,6 +9,8 @@
 pub mod command;
 pub mod fault;
 pub mod heartbeat;
+pub mod inspection;
+pub mod inventory;
 pub mod lookup;
 mod serde_util;
 pub mod steps;
