@@ -9,6 +9,7 @@
 pub mod command;
 pub mod fault;
 pub mod heartbeat;
+pub mod image_info;
 pub mod inspection;
 pub mod inventory;
 pub mod lookup;

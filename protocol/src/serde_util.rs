@@ -26,3 +26,11 @@ where
 {
     serde_json::Value::deserialize(deserializer).map(Some)
 }
+
+/// Formats a secret for `Debug`: whether it is set, never its value.
+pub(crate) fn redacted<T>(secret: &Option<T>) -> &'static str {
+    match secret {
+        Some(_) => "<redacted>",
+        None => "None",
+    }
+}
