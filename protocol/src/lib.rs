@@ -6,6 +6,7 @@
 //! same JSON, which the conformance tests check against recorded traffic. Where Ironic may
 //! send a key as null or not at all, the types keep the two apart (see `serde_util`).
 
+pub mod bootloader;
 pub mod command;
 pub mod fault;
 pub mod heartbeat;
