@@ -2,4 +2,6 @@
 
 pub mod commands;
 pub mod context;
+pub mod net;
+pub mod pace;
 pub mod settings;
