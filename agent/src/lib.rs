@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod context;
+pub mod ironic;
 pub mod net;
 pub mod pace;
 pub mod settings;
