@@ -108,7 +108,7 @@ pub struct FakeClock {
     base: Instant,
     auto_advance: bool,
     state: Mutex<FakeState>,
-    sleepers_changed: Notify,
+    changed: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -140,7 +140,7 @@ impl FakeClock {
             base: Instant::now(),
             auto_advance,
             state: Mutex::new(FakeState::default()),
-            sleepers_changed: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
@@ -176,11 +176,26 @@ impl FakeClock {
         }
     }
 
+    /// Waits until `count` sleeps have been requested in all, and returns the duration of
+    /// the `count`-th (1-based; 0 returns zero at once).
+    pub async fn nth_sleep(&self, count: usize) -> Duration {
+        let Some(index) = count.checked_sub(1) else {
+            return Duration::ZERO;
+        };
+        loop {
+            let changed = self.changed.notified();
+            if let Some(duration) = self.lock().slept.get(index) {
+                return *duration;
+            }
+            changed.await;
+        }
+    }
+
     /// Waits until something sleeps on this clock (a manual clock), and returns how long the
     /// shortest current sleep still has to go.
     pub async fn sleeping(&self) -> Duration {
         loop {
-            let changed = self.sleepers_changed.notified();
+            let changed = self.changed.notified();
             {
                 let state = self.lock();
                 let remaining = state
@@ -208,6 +223,8 @@ impl Clock for FakeClock {
         state.slept.push(duration);
         if self.auto_advance || duration.is_zero() {
             state.elapsed += duration;
+            drop(state);
+            self.changed.notify_waiters();
             return Box::pin(async {});
         }
         let (wake, woken) = oneshot::channel();
@@ -215,7 +232,7 @@ impl Clock for FakeClock {
         state.sleepers.retain(|sleeper| !sleeper.wake.is_closed());
         state.sleepers.push(Sleeper { until, wake });
         drop(state);
-        self.sleepers_changed.notify_waiters();
+        self.changed.notify_waiters();
         Box::pin(async move {
             let _ = woken.await;
         })
@@ -246,6 +263,7 @@ mod tests {
             let clock = clock.clone();
             tokio::spawn(async move { clock.sleep(Duration::from_secs(10)).await })
         };
+        assert_eq!(clock.nth_sleep(1).await, Duration::from_secs(10));
         assert_eq!(clock.sleeping().await, Duration::from_secs(10));
         clock.advance(Duration::from_secs(4));
         assert_eq!(clock.sleeping().await, Duration::from_secs(6));

@@ -62,6 +62,8 @@ pub enum ClientError {
         url: String,
         detail: String,
     },
+    #[error("encoding {0}")]
+    Encode(String),
     #[error("{method} {url}: unusable response: {reason}")]
     InvalidResponse {
         method: Method,
@@ -205,11 +207,8 @@ impl IronicClient {
         let server = self.api_version().await;
         let request = heartbeat_request(server, callback_url, token, verify_ca);
         let version = server.min(HEARTBEAT_MAX_VERSION);
-        let body = serde_json::to_vec(&request).map_err(|err| ClientError::InvalidResponse {
-            method: Method::POST,
-            url: format!("/v1/heartbeat/{node_uuid}"),
-            reason: format!("encoding the heartbeat: {err}"),
-        })?;
+        let body = serde_json::to_vec(&request)
+            .map_err(|err| ClientError::Encode(format!("the heartbeat body: {err}")))?;
         tracing::debug!(callback_url, %version, "heartbeat");
         let method = Method::POST;
         let path = format!("/v1/heartbeat/{node_uuid}");
