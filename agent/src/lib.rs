@@ -4,5 +4,8 @@ pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod ironic;
+pub mod net;
+pub mod pace;
 pub mod settings;
 pub mod tls;
