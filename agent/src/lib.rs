@@ -3,3 +3,4 @@
 pub mod commands;
 pub mod context;
 pub mod settings;
+pub mod steps;
