@@ -2,5 +2,7 @@
 
 pub mod commands;
 pub mod context;
+pub mod logbuf;
+pub mod power;
 pub mod settings;
 pub mod steps;
