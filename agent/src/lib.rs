@@ -6,3 +6,4 @@ pub mod logbuf;
 pub mod power;
 pub mod settings;
 pub mod steps;
+pub mod syslogs;
