@@ -4,6 +4,7 @@ use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 use rivet_protocol::lookup::LookupNode;
+use rivet_protocol::JsonObject;
 use tokio::sync::watch;
 
 use crate::settings::{Secret, Settings, TlsVersion};
@@ -32,6 +33,11 @@ pub struct RuntimeState {
     pub permitted_image_formats: Vec<String>,
     pub enable_bios_bootloader_install: bool,
     pub tls_min_version: TlsVersion,
+    /// `standby.get_partition_uuids` answer once an image has been written (spec §4);
+    /// `None` until then (the command answers `{}`).
+    pub partition_uuids: Option<JsonObject>,
+    /// The last inventory JSON the agent built, if any; `log.collect_system_logs` adds it.
+    pub inventory: Option<serde_json::Value>,
 }
 
 /// Shared by the API, the command runner, the heartbeater and the steps.
@@ -55,6 +61,8 @@ impl AgentContext {
             permitted_image_formats: settings.permitted_image_formats.clone(),
             enable_bios_bootloader_install: settings.enable_bios_bootloader_install,
             tls_min_version: settings.tls_min_version,
+            partition_uuids: None,
+            inventory: None,
         };
         let (lifecycle, _) = watch::channel(Lifecycle::Serving);
         AgentContext {

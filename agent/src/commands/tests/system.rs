@@ -1,0 +1,255 @@
+//! standby, log, system, rescue and image commands.
+
+use serde_json::json;
+
+use super::*;
+use crate::commands::shacrypt::sha256_crypt;
+use crate::commands::{PASSWORD_FILE, RESCUED_MARKER};
+use crate::context::Lifecycle;
+use crate::power::PowerAction;
+
+#[tokio::test]
+async fn partition_uuids_are_empty_until_an_image_is_written() {
+    let h = harness();
+    let result = h.ok("standby.get_partition_uuids", json!({}), true).await;
+    assert_eq!(result.command_name, "get_partition_uuids");
+    assert_eq!(status(&result), CommandStatus::Succeeded);
+    assert_eq!(result.command_result, Some(json!({})));
+
+    h.ctx.update_state(|state| {
+        state.partition_uuids = json!({"root uuid": "0x1234abcd"}).as_object().cloned();
+    });
+    let result = h.ok("standby.get_partition_uuids", json!({}), true).await;
+    assert_eq!(
+        result.command_result,
+        Some(json!({"root uuid": "0x1234abcd"}))
+    );
+}
+
+#[tokio::test]
+async fn sync_flushes_everything() {
+    let h = harness();
+    let result = h.ok("standby.sync", json!({}), true).await;
+    assert_eq!(result.command_name, "sync");
+    assert_eq!(status(&result), CommandStatus::Succeeded);
+    assert_eq!(result.command_result, None);
+    assert_eq!(
+        h.fs.calls(),
+        ["sync", "drop_caches", "flush nvme0n1", "flush sda"]
+    );
+}
+
+#[tokio::test]
+async fn power_off_and_run_image_sync_then_act() {
+    let h = harness();
+    let result = h.ok("standby.power_off", json!({}), false).await;
+    assert_eq!(result.command_name, "power_off");
+    assert_eq!(status(&result), CommandStatus::Running);
+    let done = h.done(&result.id).await;
+    assert_eq!(status(&done), CommandStatus::Succeeded);
+    assert_eq!(done.command_result, None);
+    assert_eq!(h.power.calls(), [PowerAction::PowerOff]);
+    assert_eq!(h.fs.calls()[0], "sync");
+
+    let done = h.ok("standby.run_image", json!({}), true).await;
+    assert_eq!(done.command_name, "run_image");
+    assert_eq!(status(&done), CommandStatus::Succeeded);
+    assert_eq!(
+        h.power.calls(),
+        [PowerAction::PowerOff, PowerAction::Reboot]
+    );
+}
+
+#[tokio::test]
+async fn power_failures_are_reported() {
+    let h = harness_with(Options {
+        power: FakePower::failing("writing \"o\" to /proc/sysrq-trigger: denied"),
+        ..Options::default()
+    });
+    let done = h.ok("standby.power_off", json!({}), true).await;
+    assert_eq!(status(&done), CommandStatus::Failed);
+    let error = done.command_error.expect("error");
+    assert_eq!(error.type_, "SystemRebootError");
+    assert_eq!(error.message, "Error rebooting system");
+    assert!(error.details.contains("sysrq-trigger"));
+}
+
+#[tokio::test]
+async fn collect_system_logs_returns_a_tar_gz() {
+    let h = harness();
+    h.logs
+        .push("2024-01-01T00:00:00Z  INFO rivet: a line to find".into());
+    let result = h.ok("log.collect_system_logs", json!({}), true).await;
+    assert_eq!(result.command_name, "collect_system_logs");
+    assert_eq!(status(&result), CommandStatus::Succeeded);
+    let value = result.command_result.expect("result");
+    let encoded = value["system_logs"].as_str().expect("base64 string");
+    let members = crate::syslogs::tests::unpack(encoded);
+    assert!(members["rivet-agent.log"].contains("a line to find"));
+    assert_eq!(members["dmesg"], "[    1.000000] Linux version test\n");
+    // The harness's /proc and /sys are empty: those parts are listed as errors.
+    assert!(members["collection_errors"].contains("ip_route"));
+    assert!(!members.contains_key("inventory.json"));
+
+    h.ctx
+        .update_state(|state| state.inventory = Some(json!({"memory": {"total": 1}})));
+    let result = h.ok("log.collect_system_logs", json!({}), true).await;
+    let members = crate::syslogs::tests::unpack(
+        result.command_result.expect("result")["system_logs"]
+            .as_str()
+            .expect("string"),
+    );
+    assert!(members["inventory.json"].contains("\"total\": 1"));
+}
+
+#[tokio::test]
+async fn lockdown_stops_the_agent_with_links_down() {
+    let h = harness();
+    let result = h.ok("system.lockdown", json!({}), false).await;
+    assert_eq!(result.command_name, "lockdown");
+    assert_eq!(status(&result), CommandStatus::Succeeded);
+    assert_eq!(h.ctx.lifecycle(), Lifecycle::Stopped { lockdown: true });
+}
+
+fn rescue_file(h: &Harness, rel: &str) -> std::path::PathBuf {
+    h.root.path().join("root").join(rel)
+}
+
+#[tokio::test]
+async fn finalize_rescue_writes_the_hash_and_stops() {
+    let h = harness();
+    let hash = "$6$rounds=5000$abcdefgh$0123456789";
+    let result = h
+        .ok(
+            "rescue.finalize_rescue",
+            json!({"rescue_password": hash, "hashed": true}),
+            false,
+        )
+        .await;
+    assert_eq!(result.command_name, "finalize_rescue");
+    assert_eq!(status(&result), CommandStatus::Succeeded);
+    assert_eq!(
+        std::fs::read_to_string(rescue_file(&h, PASSWORD_FILE)).expect("password file"),
+        hash
+    );
+    assert!(rescue_file(&h, RESCUED_MARKER).exists());
+    assert_eq!(h.ctx.lifecycle(), Lifecycle::Stopped { lockdown: false });
+}
+
+#[tokio::test]
+async fn finalize_rescue_hashes_a_plain_password() {
+    let h = harness();
+    h.ok(
+        "rescue.finalize_rescue",
+        json!({"rescue_password": "s3cret pass"}),
+        false,
+    )
+    .await;
+    let stored = std::fs::read_to_string(rescue_file(&h, PASSWORD_FILE)).expect("file");
+    let salt = stored
+        .strip_prefix("$5$")
+        .and_then(|rest| rest.split('$').next())
+        .expect("sha256-crypt format");
+    assert_eq!(stored, sha256_crypt(b"s3cret pass", salt));
+}
+
+#[tokio::test]
+async fn finalize_rescue_rejects_bad_passwords() {
+    let h = harness();
+    for params in [
+        json!({"rescue_password": "plain text", "hashed": true}),
+        json!({"rescue_password": "", "hashed": false}),
+        json!({}),
+        json!({"rescue_password": 42, "hashed": true}),
+        json!({"rescue_password": "$5$x$y", "hashed": "yes"}),
+    ] {
+        let err = h
+            .post("rescue.finalize_rescue", params.clone(), false)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, ApiError::InvalidParams(_)),
+            "{params}: {err:?}"
+        );
+        assert_eq!(err.status(), 400);
+    }
+    assert!(!rescue_file(&h, PASSWORD_FILE).exists());
+    assert_eq!(h.ctx.lifecycle(), Lifecycle::Serving);
+}
+
+#[tokio::test]
+async fn finalize_rescue_write_failure_is_a_failed_command() {
+    let h = harness();
+    // `<root>/etc` is a file: the password directory cannot be created.
+    std::fs::create_dir_all(h.root.path().join("root")).expect("mkdir");
+    std::fs::write(h.root.path().join("root/etc"), "").expect("write");
+    let result = h
+        .ok(
+            "rescue.finalize_rescue",
+            json!({"rescue_password": "$6$salt$hash", "hashed": true}),
+            false,
+        )
+        .await;
+    assert_eq!(result.command_name, "rescue.finalize_rescue");
+    assert_eq!(status(&result), CommandStatus::Failed);
+    assert!(result
+        .command_error
+        .expect("error")
+        .details
+        .starts_with("Rescue Operation failed when writing"));
+    assert_eq!(h.ctx.lifecycle(), Lifecycle::Serving);
+}
+
+#[tokio::test]
+async fn install_bootloader_for_a_whole_disk_image_has_nothing_to_do() {
+    let h = harness();
+    for root_uuid in [Value::Null, json!("0x00000000")] {
+        let result = h
+            .ok(
+                "image.install_bootloader",
+                json!({"root_uuid": root_uuid, "efi_system_part_uuid": null,
+                       "prep_boot_part_uuid": null, "target_boot_mode": "uefi"}),
+                false,
+            )
+            .await;
+        assert_eq!(result.command_name, "install_bootloader");
+        assert_eq!(status(&result), CommandStatus::Running);
+        let done = h.done(&result.id).await;
+        assert_eq!(status(&done), CommandStatus::Succeeded);
+        assert_eq!(done.command_result, None);
+    }
+}
+
+#[tokio::test]
+async fn install_bootloader_fails_clearly_for_what_it_cannot_do() {
+    let h = harness();
+    for params in [
+        json!({"root_uuid": "3f2a0b44-1111-2222-3333-444455556666", "target_boot_mode": "bios"}),
+        json!({"root_uuid": null, "efi_system_part_uuid": "8c4d5e6f-0000-1111-2222-333344445555"}),
+    ] {
+        let done = h.ok("image.install_bootloader", params.clone(), true).await;
+        assert_eq!(status(&done), CommandStatus::Failed, "{params}");
+        let error = done.command_error.expect("error");
+        assert_eq!(error.type_, "CommandExecutionError");
+        assert!(error
+            .details
+            .contains("not supported by this build of rivet-agent"));
+    }
+    let done = h.ok("image.install_bootloader", json!({}), true).await;
+    assert!(done
+        .command_error
+        .expect("error")
+        .details
+        .contains("missing required parameter 'root_uuid'"));
+
+    // Asked to ignore boot loader failures, the command carries on as IPA does.
+    let done = h
+        .ok(
+            "image.install_bootloader",
+            json!({"root_uuid": "3f2a0b44-1111-2222-3333-444455556666",
+                   "ignore_bootloader_failure": true}),
+            true,
+        )
+        .await;
+    assert_eq!(status(&done), CommandStatus::Succeeded);
+}

@@ -1,0 +1,289 @@
+use std::sync::Arc;
+
+use rivet_protocol::steps::{Step, StepType};
+use rivet_protocol::JsonObject;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// A manager with fixed steps that records nothing and answers `step` with its own name.
+struct TestManager {
+    class_name: &'static str,
+    support: HardwareSupport,
+    steps: Vec<(StepType, Step)>,
+}
+
+impl HardwareManager for TestManager {
+    fn name(&self) -> &str {
+        self.class_name
+    }
+    fn class_name(&self) -> &str {
+        self.class_name
+    }
+    fn version(&self) -> &str {
+        "9"
+    }
+    fn support(&self) -> HardwareSupport {
+        self.support
+    }
+    fn steps(&self) -> Vec<(StepType, Step)> {
+        self.steps.clone()
+    }
+    fn execute(
+        &self,
+        name: &str,
+        _: &JsonObject,
+        _: &Value,
+        _: &Value,
+    ) -> Result<Value, StepError> {
+        if self.steps.iter().any(|(_, s)| s.step == name) {
+            Ok(json!(self.class_name))
+        } else {
+            Err(StepError::Unhandled(name.to_string()))
+        }
+    }
+}
+
+fn manager(
+    class_name: &'static str,
+    support: u32,
+    steps: &[(&str, i64)],
+) -> Arc<dyn HardwareManager> {
+    Arc::new(TestManager {
+        class_name,
+        support: HardwareSupport(support),
+        steps: steps
+            .iter()
+            .map(|(name, priority)| (StepType::Clean, step(name, *priority, "deploy")))
+            .collect(),
+    })
+}
+
+fn recorded_steps(file: &str, step_type: StepType) -> Vec<Value> {
+    let path = format!(
+        "{}/../tests/fixtures/ironic-39/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let wanted = format!("{}.get_{}_steps", step_type.as_str(), step_type.as_str());
+    for line in text.lines() {
+        let record: Value = serde_json::from_str(line).expect("fixture line is JSON");
+        if record["kind"] == "conductor->agent" && record["body"]["name"] == wanted.as_str() {
+            let steps = &record["resp_body"]["command_result"]
+                [format!("{}_steps", step_type.as_str())]["GenericHardwareManager"];
+            return steps.as_array().expect("recorded step list").clone();
+        }
+    }
+    panic!("no {wanted} in {path}");
+}
+
+fn without_argsinfo(steps: &[Step]) -> Vec<Value> {
+    steps
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).expect("step serializes");
+            v.as_object_mut().expect("object").remove("argsinfo");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn generic_clean_and_deploy_steps_match_the_recordings() {
+    let managers = HardwareManagers::builtin(&crate::settings::Settings::default());
+    for (file, step_type) in [
+        ("manual-clean.jsonl", StepType::Clean),
+        ("deploy-whole-disk.jsonl", StepType::Deploy),
+    ] {
+        let result = managers.get_steps(step_type);
+        let generic = &result.steps["GenericHardwareManager"];
+        assert_eq!(
+            without_argsinfo(generic),
+            recorded_steps(file, step_type),
+            "{step_type:?}"
+        );
+    }
+}
+
+#[test]
+fn generic_steps_carry_ipa_argsinfo() {
+    let generic = GenericHardwareManager::new(&crate::settings::Settings::default());
+    let find = |kind: StepType, name: &str| {
+        generic
+            .steps()
+            .into_iter()
+            .find(|(k, s)| *k == kind && s.step == name)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| panic!("{kind:?} {name}"))
+    };
+    let apply = find(StepType::Deploy, "apply_configuration");
+    let info = apply.argsinfo.expect("argsinfo");
+    assert!(info["raid_config"].required);
+    assert!(!info["delete_existing"].required);
+    let nvram = find(StepType::Clean, "clean_uefi_nvram")
+        .argsinfo
+        .expect("argsinfo");
+    assert!(nvram["match_patterns"]
+        .description
+        .ends_with(r#"'["^HD\(", "shim.*\.efi", "grub.*\.efi"]'"#));
+    let inject = find(StepType::Service, "inject_files")
+        .argsinfo
+        .expect("argsinfo");
+    assert_eq!(inject.keys().collect::<Vec<_>>(), ["files", "verify_ca"]);
+    let service: Vec<String> = generic
+        .steps()
+        .into_iter()
+        .filter(|(k, _)| *k == StepType::Service)
+        .map(|(_, s)| s.step)
+        .collect();
+    assert!(!service.contains(&"burnin_disk".to_string()));
+    assert_eq!(service.len(), 10);
+}
+
+#[test]
+fn inject_files_priority_comes_from_settings() {
+    let settings = crate::settings::Settings {
+        inject_files_priority: 42,
+        ..Default::default()
+    };
+    let result = HardwareManagers::builtin(&settings).get_steps(StepType::Deploy);
+    let inject = result.steps["GenericHardwareManager"]
+        .iter()
+        .find(|s| s.step == "inject_files")
+        .expect("inject_files");
+    assert_eq!(inject.priority, 42);
+}
+
+#[test]
+fn builtin_versions_and_rivet_wait_step() {
+    let managers = HardwareManagers::builtin(&crate::settings::Settings::default());
+    assert_eq!(
+        serde_json::to_value(managers.versions()).expect("json"),
+        json!({"generic_hardware_manager": "1.2", "rivet_hardware_manager": "1.0"})
+    );
+    for step_type in StepType::ALL {
+        let result = managers.get_steps(step_type);
+        let rivet = &result.steps["RivetHardwareManager"];
+        assert_eq!(rivet.len(), 1);
+        assert_eq!(rivet[0].step, "wait");
+        assert_eq!(rivet[0].interface, "deploy");
+        assert_eq!(rivet[0].priority, 0);
+        assert!(rivet[0].argsinfo.as_ref().expect("argsinfo")["seconds"].required);
+    }
+}
+
+#[test]
+fn managers_without_support_are_dropped_and_the_rest_sorted() {
+    let managers = HardwareManagers::new(vec![
+        manager("Low", 1, &[]),
+        manager("Gone", 0, &[]),
+        manager("High", 3, &[]),
+        manager("Mid", 2, &[]),
+        manager("Low2", 1, &[]),
+    ]);
+    let order: Vec<&str> = managers.iter().map(|m| m.class_name()).collect();
+    assert_eq!(order, ["High", "Mid", "Low", "Low2"]);
+}
+
+#[test]
+fn dedup_prefers_support_then_priority_then_name() {
+    let managers = HardwareManagers::new(vec![
+        manager("Zeta", 1, &[("a", 50), ("b", 10), ("c", 5)]),
+        manager("Alpha", 1, &[("b", 10), ("c", 7)]),
+        manager("Special", 2, &[("a", 1)]),
+    ]);
+    let result = managers.get_steps(StepType::Clean);
+    let names = |class: &str| -> Vec<String> {
+        result.steps.get(class).map_or_else(Vec::new, |steps| {
+            steps.iter().map(|s| s.step.clone()).collect()
+        })
+    };
+    assert_eq!(names("Special"), ["a"]);
+    assert_eq!(names("Alpha"), ["b", "c"]);
+    assert!(!result.steps.contains_key("Zeta"));
+    assert!(all_names_unique(&result));
+}
+
+/// Every step name appears once.
+fn all_names_unique(result: &rivet_protocol::steps::GetStepsResult) -> bool {
+    let mut names: Vec<&str> = result
+        .steps
+        .values()
+        .flatten()
+        .map(|s| s.step.as_str())
+        .collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    names.len() == count
+}
+
+#[test]
+fn dispatch_uses_the_most_specific_manager_that_handles_the_step() {
+    let managers = HardwareManagers::new(vec![
+        manager("Generic", 1, &[("a", 0), ("b", 0)]),
+        manager("Vendor", 2, &[("a", 0)]),
+    ]);
+    let run = |name: &str| managers.execute(name, &JsonObject::new(), &json!({}), &json!([]));
+    assert_eq!(run("a"), Ok(json!("Vendor")));
+    assert_eq!(run("b"), Ok(json!("Generic")));
+    assert_eq!(run("zzz"), Err(StepError::NoManager("zzz".into())));
+}
+
+#[test]
+fn generic_steps_fail_clearly_instead_of_pretending() {
+    let managers = HardwareManagers::builtin(&crate::settings::Settings::default());
+    for name in [
+        "erase_devices",
+        "erase_devices_metadata",
+        "erase_devices_express",
+        "erase_pstore",
+        "clean_uefi_nvram",
+        "write_image",
+        "inject_files",
+        "execute_bootc_install",
+        "create_configuration",
+        "delete_configuration",
+        "apply_configuration",
+        "burnin_cpu",
+        "burnin_gpu",
+        "burnin_disk",
+        "burnin_memory",
+        "burnin_network",
+    ] {
+        let err = managers
+            .execute(name, &JsonObject::new(), &json!({}), &json!([]))
+            .expect_err(name);
+        assert_eq!(
+            err.to_string(),
+            format!("{name} is not supported by this build of rivet-agent")
+        );
+    }
+}
+
+#[test]
+fn wait_step_validates_seconds() {
+    let rivet = RivetHardwareManager::new();
+    let run = |args: Value| {
+        let args = args.as_object().cloned().expect("object");
+        rivet.execute("wait", &args, &json!({}), &json!([]))
+    };
+    assert_eq!(run(json!({"seconds": 0})), Ok(Value::Null));
+    assert_eq!(run(json!({"seconds": "0.01"})), Ok(Value::Null));
+    for bad in [
+        json!({}),
+        json!({"seconds": null}),
+        json!({"seconds": -1}),
+        json!({"seconds": 3601}),
+        json!({"seconds": "soon"}),
+        json!({"seconds": [1]}),
+    ] {
+        match run(bad.clone()) {
+            Err(StepError::InvalidArgs { step, message }) => {
+                assert_eq!(step, "wait");
+                assert!(message.contains("seconds"), "{message}");
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}
