@@ -1,1 +1,19 @@
 //! Shared helpers for the end-to-end tests.
+
+pub mod agent;
+pub mod ironic;
+pub mod net;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+
+/// The checkout this crate was built from.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Ends a test on an error: the panic prints the whole context chain, and process guards
+/// ([`process::LoggedChild`]) print their logs' tails while the test unwinds.
+pub fn or_panic<T>(result: anyhow::Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e:?}"))
+}

@@ -1,0 +1,70 @@
+//! The `rivet-agent` binary as tests run it: located next to the test executable, started
+//! as a normal process with `--set` overrides of its settings.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use serde::Deserialize;
+
+use crate::process::LoggedChild;
+
+/// `target/<profile>/rivet-agent`, found from the running test executable
+/// (`target/<profile>/deps/<test>-<hash>`). Cargo does not build other packages' binaries
+/// for a test run: `ci/test` runs `cargo build --workspace --bins` first.
+pub fn agent_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let profile_dir = exe.parent().and_then(Path::parent).with_context(|| {
+        format!(
+            "test executable {} is not in target/<profile>/deps",
+            exe.display()
+        )
+    })?;
+    let binary = profile_dir.join("rivet-agent");
+    ensure!(
+        binary.is_file(),
+        "rivet-agent is not built: {} does not exist. Build it first with \
+         `cargo build -p rivet-agent` (ci/test builds every binary before the tests)",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// One entry of `rivet-agent interfaces`: an interface whose MAC the agent sends at lookup.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentInterface {
+    pub name: String,
+    pub mac_address: String,
+}
+
+/// Runs `rivet-agent interfaces` and parses its JSON list.
+pub fn agent_interfaces(binary: &Path) -> Result<Vec<AgentInterface>> {
+    let output = Command::new(binary)
+        .arg("interfaces")
+        .output()
+        .with_context(|| format!("running {} interfaces", binary.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "`{} interfaces` failed with {}:\nstdout: {stdout}\nstderr: {}",
+        binary.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).with_context(|| {
+        format!(
+            "parsing the output of `{} interfaces` as a JSON list of {{name, mac_address}}: {stdout:?}",
+            binary.display()
+        )
+    })
+}
+
+/// Starts `rivet-agent run --set KEY=VALUE ...` (kernel-parameter names), output to `log`.
+pub fn spawn_agent(binary: &Path, settings: &[(&str, String)], log: &Path) -> Result<LoggedChild> {
+    let mut command = Command::new(binary);
+    command.arg("run");
+    for (key, value) in settings {
+        command.arg("--set").arg(format!("{key}={value}"));
+    }
+    LoggedChild::spawn("rivet-agent", command, log)
+}
