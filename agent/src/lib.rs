@@ -1,6 +1,7 @@
 //! rivet-agent: an IPA-compatible deploy agent. `main.rs` is a thin dispatcher over this.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod context;
@@ -9,6 +10,7 @@ pub mod logbuf;
 pub mod net;
 pub mod pace;
 pub mod power;
+pub mod run;
 pub mod settings;
 pub mod steps;
 pub mod syslogs;

@@ -1,5 +1,7 @@
-//! `RivetHardwareManager`: rivet's own steps. Only `wait`, which sleeps and touches nothing;
-//! it lets a manual clean, deploy template or service run exercise the whole step path.
+//! `RivetHardwareManager`: rivet's own steps. Only `sleep`, which sleeps and touches nothing;
+//! it lets a manual clean, deploy template or service run exercise the whole step path. It is not
+//! called `wait`: Ironic reserves `wait`, `hold`, `power_on`, `power_off` and `reboot` as
+//! conductor-side step names and never sends them to the agent.
 
 use std::time::Duration;
 
@@ -9,10 +11,10 @@ use serde_json::Value;
 
 use super::{step, HardwareManager, HardwareSupport, StepError};
 
-/// The longest `wait` accepted, in seconds.
-pub const MAX_WAIT_SECONDS: f64 = 3600.0;
+/// The longest `sleep` accepted, in seconds.
+pub const MAX_SLEEP_SECONDS: f64 = 3600.0;
 
-const WAIT: &str = "wait";
+const SLEEP: &str = "sleep";
 
 /// `rivet_hardware_manager`, version 1.0.
 #[derive(Debug, Clone, Default)]
@@ -27,8 +29,8 @@ impl RivetHardwareManager {
         RivetHardwareManager
     }
 
-    fn wait_step(step_type: StepType) -> Step {
-        let mut s = step(WAIT, 0, "deploy");
+    fn sleep_step(step_type: StepType) -> Step {
+        let mut s = step(SLEEP, 0, "deploy");
         if step_type == StepType::Clean {
             s.abortable = Some(true);
         }
@@ -37,7 +39,7 @@ impl RivetHardwareManager {
                 "seconds".to_string(),
                 ArgInfo {
                     description: format!(
-                        "How long to sleep, in seconds (0 to {MAX_WAIT_SECONDS}). The step \
+                        "How long to sleep, in seconds (0 to {MAX_SLEEP_SECONDS}). The step \
                          changes nothing on the machine."
                     ),
                     required: true,
@@ -51,9 +53,9 @@ impl RivetHardwareManager {
 }
 
 /// Reads `seconds`: a number, or a string holding one, within 0..=3600.
-fn wait_duration(args: &JsonObject) -> Result<Duration, StepError> {
+fn sleep_duration(args: &JsonObject) -> Result<Duration, StepError> {
     let invalid = |message: String| StepError::InvalidArgs {
-        step: WAIT.to_string(),
+        step: SLEEP.to_string(),
         message,
     };
     let seconds = match args.get("seconds") {
@@ -63,11 +65,11 @@ fn wait_duration(args: &JsonObject) -> Result<Duration, StepError> {
         Some(_) => None,
     };
     match seconds {
-        Some(s) if s.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&s) => {
+        Some(s) if s.is_finite() && (0.0..=MAX_SLEEP_SECONDS).contains(&s) => {
             Ok(Duration::from_secs_f64(s))
         }
         _ => Err(invalid(format!(
-            "'seconds' must be a number from 0 to {MAX_WAIT_SECONDS}, got {}",
+            "'seconds' must be a number from 0 to {MAX_SLEEP_SECONDS}, got {}",
             args.get("seconds")
                 .map(Value::to_string)
                 .unwrap_or_default()
@@ -95,7 +97,7 @@ impl HardwareManager for RivetHardwareManager {
     fn steps(&self) -> Vec<(StepType, Step)> {
         StepType::ALL
             .into_iter()
-            .map(|kind| (kind, Self::wait_step(kind)))
+            .map(|kind| (kind, Self::sleep_step(kind)))
             .collect()
     }
 
@@ -106,11 +108,11 @@ impl HardwareManager for RivetHardwareManager {
         _node: &Value,
         _ports: &Value,
     ) -> Result<Value, StepError> {
-        if step != WAIT {
+        if step != SLEEP {
             return Err(StepError::Unhandled(step.to_string()));
         }
-        let duration = wait_duration(args)?;
-        tracing::info!(seconds = duration.as_secs_f64(), "wait step: sleeping");
+        let duration = sleep_duration(args)?;
+        tracing::info!(seconds = duration.as_secs_f64(), "sleep step: sleeping");
         std::thread::sleep(duration);
         Ok(Value::Null)
     }

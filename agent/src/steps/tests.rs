@@ -155,7 +155,7 @@ fn inject_files_priority_comes_from_settings() {
 }
 
 #[test]
-fn builtin_versions_and_rivet_wait_step() {
+fn builtin_versions_and_rivet_sleep_step() {
     let managers = HardwareManagers::builtin(&crate::settings::Settings::default());
     assert_eq!(
         serde_json::to_value(managers.versions()).expect("json"),
@@ -165,7 +165,7 @@ fn builtin_versions_and_rivet_wait_step() {
         let result = managers.get_steps(step_type);
         let rivet = &result.steps["RivetHardwareManager"];
         assert_eq!(rivet.len(), 1);
-        assert_eq!(rivet[0].step, "wait");
+        assert_eq!(rivet[0].step, "sleep");
         assert_eq!(rivet[0].interface, "deploy");
         assert_eq!(rivet[0].priority, 0);
         assert!(rivet[0].argsinfo.as_ref().expect("argsinfo")["seconds"].required);
@@ -262,11 +262,11 @@ fn generic_steps_fail_clearly_instead_of_pretending() {
 }
 
 #[test]
-fn wait_step_validates_seconds() {
+fn sleep_step_validates_seconds() {
     let rivet = RivetHardwareManager::new();
     let run = |args: Value| {
         let args = args.as_object().cloned().expect("object");
-        rivet.execute("wait", &args, &json!({}), &json!([]))
+        rivet.execute("sleep", &args, &json!({}), &json!([]))
     };
     assert_eq!(run(json!({"seconds": 0})), Ok(Value::Null));
     assert_eq!(run(json!({"seconds": "0.01"})), Ok(Value::Null));
@@ -280,7 +280,7 @@ fn wait_step_validates_seconds() {
     ] {
         match run(bad.clone()) {
             Err(StepError::InvalidArgs { step, message }) => {
-                assert_eq!(step, "wait");
+                assert_eq!(step, "sleep");
                 assert!(message.contains("seconds"), "{message}");
             }
             other => panic!("{bad}: {other:?}"),

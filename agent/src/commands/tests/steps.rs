@@ -36,7 +36,7 @@ async fn get_steps_answers_every_type_with_versions() {
                 }
             }
         }
-        assert_eq!(steps["RivetHardwareManager"][0]["step"], "wait");
+        assert_eq!(steps["RivetHardwareManager"][0]["step"], "sleep");
         // The round trip Ironic does: the answer parses back.
         assert!(rivet_protocol::steps::GetStepsResult::from_json(step_type, &value).is_some());
     }
@@ -98,7 +98,7 @@ async fn version_mismatch_is_reported_with_409() {
         .ok(
             "deploy.execute_deploy_step",
             json!({
-                "step": {"interface": "deploy", "step": "wait", "args": {"seconds": 0}},
+                "step": {"interface": "deploy", "step": "sleep", "args": {"seconds": 0}},
                 "node": node(), "ports": [],
                 "deploy_version": {"generic_hardware_manager": "1.1"},
             }),
@@ -135,7 +135,7 @@ async fn matching_or_null_versions_run_the_step() {
             .ok(
                 "clean.execute_clean_step",
                 json!({
-                    "step": {"interface": "deploy", "step": "wait", "args": {"seconds": "0"}},
+                    "step": {"interface": "deploy", "step": "sleep", "args": {"seconds": "0"}},
                     "node": node(), "ports": [], "clean_version": version,
                 }),
                 true,
@@ -165,7 +165,7 @@ async fn malformed_step_params_fail_the_command() {
             "missing required parameter 'step'",
         ),
         (
-            json!({"step": {"step": "wait"}, "ports": []}),
+            json!({"step": {"step": "sleep"}, "ports": []}),
             "missing required parameter 'node'",
         ),
         (
@@ -173,11 +173,11 @@ async fn malformed_step_params_fail_the_command() {
             "Malformed clean_step, no \"step\" key",
         ),
         (
-            json!({"step": "wait", "node": node(), "ports": []}),
+            json!({"step": "sleep", "node": node(), "ports": []}),
             "Malformed clean_step, no \"step\" key",
         ),
         (
-            json!({"step": {"step": "wait", "args": [1]}, "node": node(), "ports": []}),
+            json!({"step": {"step": "sleep", "args": [1]}, "node": node(), "ports": []}),
             "\"args\" must be an object",
         ),
     ];
@@ -253,12 +253,12 @@ async fn step_errors_map_to_ipa_types() {
 }
 
 #[tokio::test]
-async fn wait_step_runs_and_rejects_bad_seconds() {
+async fn sleep_step_runs_and_rejects_bad_seconds() {
     let h = harness();
     let result = h
         .ok(
             "clean.execute_clean_step",
-            json!({"step": {"interface": "deploy", "step": "wait", "args": {"seconds": 0.01},
+            json!({"step": {"interface": "deploy", "step": "sleep", "args": {"seconds": 0.01},
                             "abortable": true, "priority": 0},
                    "node": node(), "ports": [], "clean_version": versions()}),
             true,
@@ -269,14 +269,14 @@ async fn wait_step_runs_and_rejects_bad_seconds() {
         result.command_result,
         Some(json!({
             "clean_result": null,
-            "clean_step": {"interface": "deploy", "step": "wait", "args": {"seconds": 0.01},
+            "clean_step": {"interface": "deploy", "step": "sleep", "args": {"seconds": 0.01},
                            "abortable": true, "priority": 0},
         }))
     );
     let error = failed(
         &h,
         "clean.execute_clean_step",
-        json!({"step": {"interface": "deploy", "step": "wait", "args": {"seconds": 7200}},
+        json!({"step": {"interface": "deploy", "step": "sleep", "args": {"seconds": 7200}},
                "node": node(), "ports": []}),
     )
     .await;

@@ -1,0 +1,146 @@
+//! What `main.rs` dispatches to: one function per subcommand, with logging set up once and
+//! top-level errors mapped to exit codes.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{self, Cli, Command, SourceArgs};
+use crate::logbuf::{LogBuffer, DEFAULT_LOG_LINES};
+use crate::net::interfaces::{list_interfaces, SysfsNetInfo};
+use crate::run::{self, RunOutcome};
+
+/// Exit codes of `rivet-agent`.
+pub mod exit {
+    /// Ran and stopped as asked.
+    pub const OK: u8 = 0;
+    /// The agent failed; the message says why.
+    pub const FAILURE: u8 = 1;
+    /// The command line or an explicitly named settings file was unusable.
+    pub const USAGE: u8 = 2;
+}
+
+/// Runs the subcommand and returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.into_command() {
+        Command::Interfaces => interfaces(),
+        Command::ShowConfig(sources) => show_config(&sources),
+        Command::Run(sources) => return run_agent(&sources),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(err) => {
+            eprintln!("rivet-agent: {err:#}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+/// `rivet-agent interfaces`: the NICs whose MACs lookup sends, as JSON.
+fn interfaces() -> anyhow::Result<()> {
+    let interfaces =
+        list_interfaces(&SysfsNetInfo::default()).context("listing network interfaces")?;
+    let list: Vec<_> = interfaces
+        .iter()
+        .map(|interface| {
+            json!({
+                "name": interface.name,
+                "mac_address": interface.mac_address,
+                "ipv4_addresses": interface.ipv4_addresses,
+                "ipv6_addresses": interface.ipv6_addresses,
+            })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&list)?);
+    Ok(())
+}
+
+fn show_config(sources: &SourceArgs) -> anyhow::Result<()> {
+    let loaded = cli::load_settings(sources)?;
+    print!("{}", cli::show_config(&loaded));
+    Ok(())
+}
+
+fn run_agent(sources: &SourceArgs) -> ExitCode {
+    let loaded = match cli::load_settings(sources) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("rivet-agent: {err:#}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let logs = LogBuffer::new(DEFAULT_LOG_LINES);
+    init_logging(loaded.settings.debug, &logs);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "rivet-agent starting");
+    for warning in &loaded.warnings {
+        tracing::warn!("settings: {warning}");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!("starting the async runtime: {err}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let shutdown = shutdown_on_signal();
+        run::run(loaded.settings, logs, shutdown).await
+    });
+    match outcome {
+        Ok(RunOutcome::Interrupted) => {
+            tracing::info!("interrupted; exiting");
+            ExitCode::from(exit::OK)
+        }
+        Ok(RunOutcome::Stopped { lockdown }) => {
+            tracing::info!(lockdown, "stopped serving; exiting");
+            ExitCode::from(exit::OK)
+        }
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+/// Logs to stderr and into the buffer `log.collect_system_logs` returns. `RUST_LOG` refines
+/// the level; `ipa-debug` turns on debug for rivet's own modules.
+fn init_logging(debug: bool, logs: &LogBuffer) {
+    let default = if debug {
+        "info,rivet_agent=debug"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A second initialisation (only possible in tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(logs.layer())
+        .try_init();
+}
+
+/// A receiver that changes to `true` on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!("cannot watch SIGTERM: {err}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+        sender.send_replace(true);
+    });
+    receiver
+}
