@@ -3,4 +3,5 @@
 pub mod commands;
 pub mod context;
 pub mod init;
+pub mod net;
 pub mod settings;
