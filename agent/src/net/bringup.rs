@@ -203,10 +203,13 @@ pub async fn bring_up_network(options: BringupOptions) -> BringupReport {
     report
 }
 
+/// DNS servers and search domain learned on each link, by link name.
+type DnsByLink = BTreeMap<String, (Vec<Ipv4Addr>, Option<String>)>;
+
 /// Shared between the per-link tasks and the caller.
 struct Shared {
     rows: Mutex<BTreeMap<u32, LinkReport>>,
-    dns: Mutex<BTreeMap<String, (Vec<Ipv4Addr>, Option<String>)>>,
+    dns: Mutex<DnsByLink>,
     changed: Notify,
     options: BringupOptions,
 }
@@ -506,7 +509,7 @@ fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
 }
 
 /// resolv.conf from every link's DNS servers, in link-name order, at most 3 (the libc limit).
-fn resolv_conf(dns: &BTreeMap<String, (Vec<Ipv4Addr>, Option<String>)>) -> String {
+fn resolv_conf(dns: &DnsByLink) -> String {
     let mut text = String::from("# Written by rivet-agent from DHCP leases.\n");
     let mut domains: Vec<&str> = Vec::new();
     for (_, domain) in dns.values() {
