@@ -188,7 +188,7 @@ fn read(path: &Path) -> String {
 }
 
 #[test]
-fn dhcp_from_dnsmasq_configures_the_cabled_link() {
+fn net_bringup_dhcp_from_dnsmasq_configures_the_cabled_link() {
     let mut lab = Lab::new();
     let resolv = lab.dir.path().join("etc/resolv.conf");
     let report = lab.bring_up(BringupOptions {

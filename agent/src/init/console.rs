@@ -9,20 +9,22 @@ use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::Duration;
 
 use nix::time::{clock_gettime, ClockId};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
-/// Points fds 0, 1 and 2 at `/dev/console`. The kernel does this itself only if the
-/// initramfs has a `/dev/console` node; after devtmpfs is mounted it always exists.
-pub fn attach_console() -> std::io::Result<()> {
+/// Points fds 0, 1 and 2 at `device` (`/dev/console`). The kernel does this itself only if
+/// the initramfs has a `/dev/console` node; after devtmpfs is mounted it always exists.
+pub fn attach_console(device: &Path) -> std::io::Result<()> {
     let console = File::options()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOCTTY)
-        .open("/dev/console")?;
+        .open(device)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", device.display())))?;
     for fd in 0..=2 {
         nix::unistd::dup2(console.as_raw_fd(), fd).map_err(std::io::Error::from)?;
     }

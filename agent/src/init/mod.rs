@@ -43,6 +43,9 @@ pub struct InitOptions {
     pub coldplug: ColdplugOptions,
     /// Pause before the agent is started again after it ended (`rivet.retry_delay=SECONDS`).
     pub retry_delay: Duration,
+    /// The device stdin/stdout/stderr are attached to once /dev is mounted; None keeps the
+    /// inherited ones (init started by a container runtime, or a test).
+    pub console: Option<PathBuf>,
 }
 
 impl Default for InitOptions {
@@ -51,6 +54,7 @@ impl Default for InitOptions {
             module_dir: None,
             coldplug: ColdplugOptions::default(),
             retry_delay: Duration::from_secs(30),
+            console: Some(PathBuf::from("/dev/console")),
         }
     }
 }
@@ -145,7 +149,7 @@ fn boot(options: &mut InitOptions) {
     let started = Instant::now();
     let mounts = mounts::mount_all(&mounts::RealMountOps, &mounts::boot_mounts());
     let mount_time = started.elapsed();
-    let console_result = console::attach_console();
+    let console_result = options.console.as_deref().map(console::attach_console);
     console::init_logging();
     tracing::info!(
         "rivet-agent {} starting as init (pid {})",
@@ -165,8 +169,8 @@ fn boot(options: &mut InitOptions) {
         }
     }
     tracing::info!("boot step mounts: done in {} ms", mount_time.as_millis());
-    if let Err(e) = console_result {
-        tracing::warn!("attaching /dev/console to stdin/stdout/stderr: {e}");
+    if let Some(Err(e)) = console_result {
+        tracing::warn!("attaching the console to stdin/stdout/stderr: {e}");
     }
 
     let step = Instant::now();
