@@ -1,9 +1,11 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod agent;
+pub mod in_process;
 pub mod ironic;
 pub mod net;
 pub mod process;
+pub mod recording;
 
 use std::path::{Path, PathBuf};
 
