@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod agent;
+pub mod conductor_view;
 pub mod in_process;
 pub mod ironic;
 pub mod net;
