@@ -7,6 +7,7 @@ pub mod ironic;
 pub mod net;
 pub mod process;
 pub mod recording;
+pub mod replay;
 
 use std::path::{Path, PathBuf};
 
