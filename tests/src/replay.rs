@@ -414,42 +414,50 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Polls `GET /v1/commands/` until the last command is no longer RUNNING; returns the
-    /// list.
+    /// See [`wait_until_idle`].
     pub async fn wait_until_idle(&self) -> Result<Vec<Value>> {
-        let url = self.agent.url("/v1/commands/");
-        let mut polls = 0;
-        loop {
-            let response = self
-                .client
-                .get(&url)
-                .query(&[("agent_token", &self.token)])
-                .send()
-                .await
-                .context("listing commands")?;
-            ensure!(
-                response.status().as_u16() == 200,
-                "listing commands answered {}",
-                response.status()
-            );
-            let body: Value = response.json().await.context("reading the command list")?;
-            let commands = body["commands"]
-                .as_array()
-                .with_context(|| format!("no `commands` list in {body}"))?
-                .clone();
-            if commands
-                .last()
-                .is_none_or(|last| last["command_status"] != "RUNNING")
-            {
-                return Ok(commands);
-            }
-            polls += 1;
-            ensure!(
-                POLL_INTERVAL * polls < POLL_BOUND,
-                "the last command is still RUNNING after {POLL_BOUND:?}: {body}"
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
+        wait_until_idle(self.agent, &self.client, &self.token).await
+    }
+}
+
+/// Polls `GET /v1/commands/` as the conductor does on heartbeats, until the last command is
+/// no longer RUNNING (at most [`POLL_BOUND`]); returns the list.
+pub async fn wait_until_idle(
+    agent: &InProcessAgent,
+    client: &reqwest::Client,
+    token: &str,
+) -> Result<Vec<Value>> {
+    let url = agent.url("/v1/commands/");
+    let mut polls = 0;
+    loop {
+        let response = client
+            .get(&url)
+            .query(&[("agent_token", token)])
+            .send()
+            .await
+            .context("listing commands")?;
+        ensure!(
+            response.status().as_u16() == 200,
+            "listing commands answered {}",
+            response.status()
+        );
+        let body: Value = response.json().await.context("reading the command list")?;
+        let commands = body["commands"]
+            .as_array()
+            .with_context(|| format!("no `commands` list in {body}"))?
+            .clone();
+        if commands
+            .last()
+            .is_none_or(|last| last["command_status"] != "RUNNING")
+        {
+            return Ok(commands);
         }
+        polls += 1;
+        ensure!(
+            POLL_INTERVAL * polls < POLL_BOUND,
+            "the last command is still RUNNING after {POLL_BOUND:?}: {body}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 

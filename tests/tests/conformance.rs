@@ -11,11 +11,13 @@ use reqwest::tls::Version;
 use reqwest::StatusCode;
 use rivet_agent::power::PowerAction;
 use rivet_agent::settings::TlsVersion;
-use rivet_tests::conductor_view::{check_command_result, check_fault, unpack_system_logs};
+use rivet_tests::conductor_view::{
+    check_command_result, check_fault, step_progress, unpack_system_logs, StepProgress,
+};
 use rivet_tests::in_process::{InProcessAgent, LOG_MARKER};
 use rivet_tests::or_panic;
 use rivet_tests::recording::Recording;
-use rivet_tests::replay::{Outcome, Replay, ReplayOptions};
+use rivet_tests::replay::{wait_until_idle, Outcome, Replay, ReplayOptions};
 use serde_json::{json, Value};
 
 const DEPLOY: &str = "deploy-whole-disk";
@@ -309,7 +311,7 @@ async fn busy_agent_answers_409_agent_is_busy() {
             .json(body)
     };
     let hold = json!({"name": "clean.execute_clean_step", "params": {
-        "step": {"interface": "deploy", "step": "sleep", "args": {"seconds": 3},
+        "step": {"interface": "deploy", "step": "sleep", "args": {"seconds": 5},
                  "abortable": true, "priority": 0},
         "node": {}, "ports": [], "clean_version": null}});
     let (status, running) = call(post("false", &hold)).await;
@@ -330,13 +332,44 @@ async fn busy_agent_answers_409_agent_is_busy() {
         );
     }
 
-    let recording_replay = or_panic(Replay::new(&recording, &agent, &token, options(None)));
-    let idle = or_panic(recording_replay.wait_until_idle().await);
+    let idle = or_panic(wait_until_idle(&agent, &client, &token).await);
     assert_eq!(idle.len(), 1, "refused commands are not recorded: {idle:?}");
     assert_eq!(idle[0]["command_status"], "SUCCEEDED", "{}", idle[0]);
     let (status, done) = call(post("true", &steps)).await;
     assert_eq!(status, StatusCode::OK, "no longer busy: {done}");
     assert_eq!(done["command_status"], "SUCCEEDED");
+    or_panic(agent.shutdown().await);
+}
+
+/// A conductor that cached the steps of another agent (the recorded IPA's
+/// `hardware_manager_version`) gets CLEAN_VERSION_MISMATCH with IPA's 409 `VersionMismatch`
+/// error as the last command, and refreshes its steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_hardware_manager_version_is_a_version_mismatch() {
+    let token = new_token();
+    let (_, agent) = agent_with(Some(&token)).await;
+    let client = or_panic(agent.conductor_client());
+    let step = json!({"interface": "deploy", "step": "sleep", "args": {"seconds": 0},
+                      "abortable": true, "priority": 0});
+    let recorded_version = json!({"generic_hardware_manager": "1.2"});
+    let body = json!({"name": "clean.execute_clean_step", "params": {
+        "step": step, "node": {}, "ports": [], "clean_version": recorded_version}});
+    let (status, running) = call(
+        client
+            .post(agent.url("/v1/commands/"))
+            .query(&[("wait", "false"), ("agent_token", &token)])
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{running}");
+    let commands = or_panic(wait_until_idle(&agent, &client, &token).await);
+    let StepProgress::Done(last) = step_progress(&commands, "clean", &step) else {
+        panic!("the conductor would not see the step over: {commands:?}");
+    };
+    or_panic(check_command_result(&last));
+    assert_eq!(last["command_status"], "CLEAN_VERSION_MISMATCH", "{last}");
+    assert_eq!(last["command_error"]["type"], "VersionMismatch", "{last}");
+    assert_eq!(last["command_error"]["code"], 409, "{last}");
     or_panic(agent.shutdown().await);
 }
 
