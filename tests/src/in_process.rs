@@ -84,6 +84,10 @@ impl InProcessAgent {
             fs_sync: fs_sync.clone(),
             log_sources: fake_log_sources(dir.path())?,
         };
+        // The managers `rivet-agent run` has. Their disk steps are not implemented in this
+        // build and fail without touching anything. The replays run write_image and
+        // erase_devices_metadata in this process, possibly as root: a disk step that gains an
+        // implementation must get a fake for its disk access here first.
         let runner = Arc::new(CommandRunner::with_host(
             ctx.clone(),
             HardwareManagers::builtin(&ctx.settings),

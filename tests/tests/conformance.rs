@@ -24,8 +24,9 @@ const DEPLOY: &str = "deploy-whole-disk";
 const CLEAN: &str = "manual-clean";
 
 /// Disk steps the recorded agent ran that this build does not implement yet: they must fail
-/// with "<step> is not supported by this build". Take a step out when it is implemented (the
-/// replay then needs fakes to run it on).
+/// with "<step> is not supported by this build". Take a step out when it is implemented, and
+/// before that give `InProcessAgent` a fake for its disk access: the replay runs the step in
+/// the test process, on this machine.
 const NOT_YET_IMPLEMENTED: &[&str] = &["write_image", "erase_devices_metadata"];
 
 /// rivet's own steps, which the recorded (IPA-shaped) agent did not advertise.
