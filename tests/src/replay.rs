@@ -74,9 +74,9 @@ pub struct Replay<'a> {
 }
 
 /// An answer: status and JSON body (`Null` when empty).
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
+struct Answer {
+    status: u16,
+    body: Value,
 }
 
 impl<'a> Replay<'a> {
@@ -124,7 +124,7 @@ impl<'a> Replay<'a> {
     }
 
     /// Sends `method path?query` with the recorded headers and `body`.
-    pub async fn send(
+    async fn send(
         &self,
         request: &ConductorRequest,
         query: &[(String, String)],
@@ -462,7 +462,7 @@ pub async fn wait_until_idle(
 }
 
 /// `result` ends as `posted.outcome` says; a finished step echoes what was sent.
-pub fn check_outcome(result: &Value, posted: &Posted) -> Result<()> {
+fn check_outcome(result: &Value, posted: &Posted) -> Result<()> {
     let status = &result["command_status"];
     match &posted.outcome {
         Outcome::Status(want) => {
