@@ -1,9 +1,13 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod agent;
+pub mod conductor_view;
+pub mod in_process;
 pub mod ironic;
 pub mod net;
 pub mod process;
+pub mod recording;
+pub mod replay;
 
 use std::path::{Path, PathBuf};
 
