@@ -1,7 +1,7 @@
 //! State shared by the agent's parts for the life of one boot.
 
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rivet_protocol::lookup::LookupNode;
 use tokio::sync::watch;
@@ -38,6 +38,8 @@ pub struct RuntimeState {
 #[derive(Debug)]
 pub struct AgentContext {
     pub settings: Settings,
+    /// When the agent started; `GET /v1/status` reports it as `started_at`.
+    pub started_at: SystemTime,
     state: RwLock<RuntimeState>,
     lifecycle: watch::Sender<Lifecycle>,
 }
@@ -57,6 +59,7 @@ impl AgentContext {
         let (lifecycle, _) = watch::channel(Lifecycle::Serving);
         AgentContext {
             settings,
+            started_at: SystemTime::now(),
             state: RwLock::new(state),
             lifecycle,
         }

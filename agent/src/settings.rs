@@ -6,6 +6,19 @@
 //! `parameters.txt`, and rivet's embedded config area. Lookup may override a few at run time
 //! (spec §1.5); those live in [`crate::context::AgentContext`], not here.
 
+pub mod docs;
+pub mod files;
+mod keys;
+pub mod load;
+pub mod registry;
+pub mod sources;
+#[cfg(test)]
+mod tests;
+pub mod value;
+
+pub use docs::configuration_markdown;
+pub use load::{load, Inputs, Loaded, SettingWarning, Source, SourceText};
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,7 +65,8 @@ pub enum TlsVersion {
 }
 
 /// Everything the agent can be told. Field docs name the kernel parameter (`ipa-*`) and the
-/// config-file key; `docs/configuration.md` is generated from the same list.
+/// config-file key; the registry (`settings/keys.rs`) is the authoritative list, and
+/// `docs/configuration.md` is generated from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// `ipa-api-url` / `api_url`: Ironic (or rivet-server) URLs, tried in order with fail-over.

@@ -67,3 +67,61 @@ pub struct CommandResult {
 pub struct CommandList {
     pub commands: Vec<CommandResult>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str) -> CommandRequest {
+        CommandRequest {
+            name: name.to_string(),
+            params: JsonObject::new(),
+        }
+    }
+
+    #[test]
+    fn split_name_takes_extension_and_command() {
+        assert_eq!(
+            request("clean.get_clean_steps").split_name(),
+            Some(("clean", "get_clean_steps"))
+        );
+        assert_eq!(
+            request("standby.power_off").split_name(),
+            Some(("standby", "power_off"))
+        );
+        for bad in [
+            "get_clean_steps",
+            ".power_off",
+            "standby.",
+            "a.b.c",
+            "",
+            ".",
+        ] {
+            assert_eq!(request(bad).split_name(), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn params_default_to_empty() -> Result<(), serde_json::Error> {
+        let parsed: CommandRequest = serde_json::from_str(r#"{"name": "standby.sync"}"#)?;
+        assert!(parsed.params.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn statuses_use_ipa_spelling() -> Result<(), serde_json::Error> {
+        for (status, wire) in [
+            (CommandStatus::Running, "\"RUNNING\""),
+            (
+                CommandStatus::CleanVersionMismatch,
+                "\"CLEAN_VERSION_MISMATCH\"",
+            ),
+            (CommandStatus::VersionMismatch, "\"VERSION_MISMATCH\""),
+        ] {
+            assert_eq!(serde_json::to_string(&status)?, wire);
+        }
+        assert!(!CommandStatus::Running.is_done());
+        assert!(CommandStatus::Failed.is_done());
+        Ok(())
+    }
+}

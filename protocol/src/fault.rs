@@ -16,7 +16,12 @@ pub enum FaultCode {
 pub struct Fault {
     pub faultcode: FaultCode,
     pub faultstring: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Ironic always sends it (as null); IPA never does. `Some(Value::Null)` when sent as null.
+    #[serde(
+        default,
+        deserialize_with = "crate::serde_util::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub debuginfo: Option<serde_json::Value>,
 }
 
@@ -56,5 +61,37 @@ impl IronicErrorBody {
     pub fn fault(&self) -> Fault {
         serde_json::from_str(&self.error_message)
             .unwrap_or_else(|_| Fault::client(self.error_message.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ironic_and_ipa_fault_shapes_round_trip() -> Result<(), serde_json::Error> {
+        for wire in [
+            serde_json::json!({"faultcode": "Client", "faultstring": "x", "debuginfo": null}),
+            serde_json::json!({"faultcode": "Server", "faultstring": "y"}),
+        ] {
+            let fault: Fault = serde_json::from_value(wire.clone())?;
+            assert_eq!(serde_json::to_value(&fault)?, wire);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn ironic_error_body_unwraps_the_inner_fault() {
+        let body = IronicErrorBody {
+            error_message: r#"{"faultcode": "Client", "faultstring": "Resource could not be found.", "debuginfo": null}"#
+                .to_string(),
+        };
+        let fault = body.fault();
+        assert_eq!(fault.faultcode, FaultCode::Client);
+        assert_eq!(fault.faultstring, "Resource could not be found.");
+        let plain = IronicErrorBody {
+            error_message: "not json".to_string(),
+        };
+        assert_eq!(plain.fault().faultstring, "not json");
     }
 }

@@ -3,12 +3,18 @@
 //! Ironic's ramdisk API (what IPA 13 and Ironic 39 exchange) is described field by field in
 //! the project's compatibility spec; every type names the section it implements. Types that
 //! travel through Ironic keep unknown fields (`extra`) so that a message re-serializes to the
-//! same JSON, which the conformance tests check against recorded traffic.
+//! same JSON, which the conformance tests check against recorded traffic. Where Ironic may
+//! send a key as null or not at all, the types keep the two apart (see `serde_util`).
 
+pub mod bootloader;
 pub mod command;
 pub mod fault;
 pub mod heartbeat;
+pub mod image_info;
+pub mod inspection;
+pub mod inventory;
 pub mod lookup;
+mod serde_util;
 pub mod steps;
 pub mod version;
 

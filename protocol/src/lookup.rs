@@ -37,7 +37,8 @@ pub struct LookupNode {
 }
 
 /// Settings Ironic hands to the agent at lookup (spec §1.4, consumed as in §1.5).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `Debug` shows whether a token is set, never the token.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LookupConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_timeout: Option<u64>,
@@ -58,8 +59,12 @@ pub struct LookupConfig {
     pub enable_bios_bootloader_install: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_min_version: Option<String>,
-    /// Present (possibly null) in Ironic 39 answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Present (possibly null) in Ironic 39 answers: `Some(Value::Null)` when sent as null.
+    #[serde(
+        default,
+        deserialize_with = "crate::serde_util::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tls_cipher_suites: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<JsonObject>,
@@ -72,7 +77,8 @@ pub struct LookupConfig {
 }
 
 /// What the agent should do with `config.agent_token` (spec §1.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` never shows the adopted token.
+#[derive(Clone, PartialEq, Eq)]
 pub enum TokenDecision {
     /// A real token: use it from now on.
     Adopt(String),
@@ -91,5 +97,127 @@ impl LookupConfig {
             Some(token) if token.len() >= MIN_TOKEN_LEN => TokenDecision::Adopt(token.to_string()),
             _ => TokenDecision::Invalid,
         }
+    }
+}
+
+impl std::fmt::Debug for TokenDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenDecision::Adopt(_) => f.write_str("Adopt(<redacted>)"),
+            TokenDecision::Masked => f.write_str("Masked"),
+            TokenDecision::Invalid => f.write_str("Invalid"),
+        }
+    }
+}
+
+impl std::fmt::Debug for LookupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let LookupConfig {
+            heartbeat_timeout,
+            agent_token,
+            agent_token_required,
+            agent_md5_checksum_enable,
+            disable_deep_image_inspection,
+            permitted_image_formats,
+            agent_skip_bmc_detect,
+            enable_bios_bootloader_install,
+            tls_min_version,
+            tls_cipher_suites,
+            metrics,
+            metrics_statsd,
+            agent_containers,
+            extra,
+        } = self;
+        let token = match agent_token.as_deref() {
+            None => "None",
+            Some(MASKED_TOKEN) => MASKED_TOKEN,
+            Some(_) => "<redacted>",
+        };
+        f.debug_struct("LookupConfig")
+            .field("heartbeat_timeout", heartbeat_timeout)
+            .field("agent_token", &format_args!("{token}"))
+            .field("agent_token_required", agent_token_required)
+            .field("agent_md5_checksum_enable", agent_md5_checksum_enable)
+            .field(
+                "disable_deep_image_inspection",
+                disable_deep_image_inspection,
+            )
+            .field("permitted_image_formats", permitted_image_formats)
+            .field("agent_skip_bmc_detect", agent_skip_bmc_detect)
+            .field(
+                "enable_bios_bootloader_install",
+                enable_bios_bootloader_install,
+            )
+            .field("tls_min_version", tls_min_version)
+            .field("tls_cipher_suites", tls_cipher_suites)
+            .field("metrics", metrics)
+            .field("metrics_statsd", metrics_statsd)
+            .field("agent_containers", agent_containers)
+            .field("extra", extra)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(token: Option<&str>) -> LookupConfig {
+        LookupConfig {
+            agent_token: token.map(str::to_string),
+            ..LookupConfig::default()
+        }
+    }
+
+    const TOKEN: &str = "dQX69XJCkWL64XiIetPpsiV2E2EsF_Uu1zGNL1QXF8M";
+
+    #[test]
+    fn token_decision_follows_ipa() {
+        assert_eq!(
+            config_with(Some(TOKEN)).token_decision(),
+            TokenDecision::Adopt(TOKEN.to_string())
+        );
+        assert_eq!(
+            config_with(Some(MASKED_TOKEN)).token_decision(),
+            TokenDecision::Masked
+        );
+        assert_eq!(config_with(None).token_decision(), TokenDecision::Invalid);
+        assert_eq!(
+            config_with(Some("")).token_decision(),
+            TokenDecision::Invalid
+        );
+        let short = "x".repeat(MIN_TOKEN_LEN - 1);
+        assert_eq!(
+            config_with(Some(&short)).token_decision(),
+            TokenDecision::Invalid
+        );
+        let shortest = "x".repeat(MIN_TOKEN_LEN);
+        assert_eq!(
+            config_with(Some(&shortest)).token_decision(),
+            TokenDecision::Adopt(shortest)
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let config = config_with(Some(TOKEN));
+        for debug in [
+            format!("{config:?}"),
+            format!("{:?}", config.token_decision()),
+        ] {
+            assert!(!debug.contains(TOKEN), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+        }
+        let masked = format!("{:?}", config_with(Some(MASKED_TOKEN)));
+        assert!(masked.contains(MASKED_TOKEN), "{masked}");
+    }
+
+    #[test]
+    fn null_cipher_suites_survive_a_round_trip() -> Result<(), serde_json::Error> {
+        let wire = serde_json::json!({"agent_token": null, "tls_cipher_suites": null});
+        let config: LookupConfig = serde_json::from_value(wire.clone())?;
+        assert_eq!(config.tls_cipher_suites, Some(serde_json::Value::Null));
+        assert_eq!(serde_json::to_value(&config)?, wire);
+        Ok(())
     }
 }

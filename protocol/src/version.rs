@@ -131,3 +131,45 @@ pub struct AgentStatus {
     pub started_at: f64,
     pub version: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::microversions::*;
+    use super::*;
+
+    #[test]
+    fn parses_major_dot_minor_only() {
+        assert_eq!(MicroVersion::parse("1.62"), Some(MicroVersion::new(1, 62)));
+        assert_eq!(
+            MicroVersion::parse(" 1.115\n"),
+            Some(MicroVersion::new(1, 115))
+        );
+        for bad in [
+            "", "1", "1.", ".1", "1.62.3", "v1.62", "1.x", "-1.2", "1.-2",
+        ] {
+            assert_eq!(MicroVersion::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn orders_numerically_not_textually() {
+        assert!(MicroVersion::new(1, 9) < MicroVersion::new(1, 62));
+        assert!(MicroVersion::new(1, 115) > AGENT_VERIFY_CA);
+        assert!(MicroVersion::new(2, 0) > MicroVersion::new(1, 999));
+        assert!(MIN_IRONIC < AGENT_VERSION);
+        assert!(AGENT_VERSION < AGENT_TOKEN);
+        assert!(AGENT_TOKEN < AGENT_VERIFY_CA);
+        assert!(AGENT_VERIFY_CA < INSPECTION_WITH_TOKEN);
+        // What the agent sends for lookup against a 1.115 server: min(server max, 1.62).
+        assert_eq!(MicroVersion::new(1, 115).min(AGENT_TOKEN), AGENT_TOKEN);
+    }
+
+    #[test]
+    fn displays_as_parsed() {
+        assert_eq!(MicroVersion::new(1, 68).to_string(), "1.68");
+        assert_eq!(
+            MicroVersion::parse(&INSPECTION_WITH_TOKEN.to_string()),
+            Some(INSPECTION_WITH_TOKEN)
+        );
+    }
+}
