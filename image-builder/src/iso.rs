@@ -4,14 +4,17 @@
 //!
 //! Reproducible: staged files are sorted by xorriso, Rock Ridge owners are rationalised
 //! (`-r`), and every date (files, volume, El Torito catalog, MBR id, GPT GUIDs) comes from
-//! `SOURCE_DATE_EPOCH`.
+//! `SOURCE_DATE_EPOCH`. File dates are set on the staged files themselves and taken with
+//! `--set_all_file_dates set_to_mtime`: xorriso ignores an explicit date of 0 (1970), which
+//! is the default epoch.
 //!
 //! The file list is a plain table ([`IsoFile`]) so that a later reserved config area (a
 //! zero-filled file with a locator) is one more entry here.
 
-use std::fs;
+use std::fs::{self, FileTimes};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
@@ -107,9 +110,27 @@ pub fn xorriso_args(root: &Path, out: &Path, date: &str) -> Vec<String> {
         .map(str::to_owned),
     );
     args.push(format!("--modification-date={date}"));
-    args.extend(["--set_all_file_dates".to_owned(), date.to_owned()]);
+    args.extend(["--set_all_file_dates", "set_to_mtime"].map(str::to_owned));
     args.push(root.display().to_string());
     args
+}
+
+/// Sets access and modification time of `path` and everything below it to `when`.
+fn set_times(path: &Path, when: SystemTime) -> Result<()> {
+    let meta = fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).with_context(|| format!("listing {}", path.display()))? {
+            set_times(
+                &entry
+                    .with_context(|| format!("listing {}", path.display()))?
+                    .path(),
+                when,
+            )?;
+        }
+    }
+    fs::File::open(path)
+        .and_then(|f| f.set_times(FileTimes::new().set_accessed(when).set_modified(when)))
+        .with_context(|| format!("setting the times of {}", path.display()))
 }
 
 /// Stages `files` under `work/iso-root` and writes the ISO to `out`.
@@ -129,6 +150,7 @@ pub fn build(work: &Path, out: &Path, files: &[IsoFile], epoch: u64) -> Result<(
             }
         }
     }
+    set_times(&root, SystemTime::UNIX_EPOCH + Duration::from_secs(epoch))?;
     if out.exists() {
         fs::remove_file(out).with_context(|| format!("removing old {}", out.display()))?;
     }
@@ -170,7 +192,7 @@ mod tests {
         );
         assert!(
             line.ends_with(
-                "--modification-date=1970010100000000 --set_all_file_dates 1970010100000000 /s"
+                "--modification-date=1970010100000000 --set_all_file_dates set_to_mtime /s"
             ),
             "{line}"
         );
