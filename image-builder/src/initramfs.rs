@@ -243,49 +243,13 @@ pub fn build(c: &Contents<'_>, mtime: u32, zstd_level: i32) -> Result<Built> {
 }
 
 #[cfg(test)]
-pub(crate) mod fixture {
-    /// The smallest static x86-64 Linux executable: `exit(0)`. One ELF header and one
-    /// PT_LOAD program header covering the file, code right after the headers.
-    pub fn static_exit0() -> Vec<u8> {
-        let base: u64 = 0x400000;
-        let code: [u8; 12] = [
-            0xb8, 0x3c, 0, 0, 0, // mov eax, 60 (exit)
-            0x31, 0xff, // xor edi, edi
-            0x0f, 0x05, // syscall
-            0x90, 0x90, 0x90,
-        ];
-        let entry = base + 64 + 56;
-        let total = (64 + 56 + code.len()) as u64;
-        let mut f = Vec::new();
-        f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00"); // 64-bit, little endian, SysV
-        f.extend_from_slice(&[0; 8]);
-        f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-        f.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
-        f.extend_from_slice(&1u32.to_le_bytes()); // EV_CURRENT
-        f.extend_from_slice(&entry.to_le_bytes());
-        f.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-        f.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-        f.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-        for v in [64u16, 56, 1, 64, 0, 0] {
-            // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
-            f.extend_from_slice(&v.to_le_bytes());
-        }
-        f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-        f.extend_from_slice(&5u32.to_le_bytes()); // R + X
-        for v in [0u64, base, base, total, total, 0x1000] {
-            // p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align
-            f.extend_from_slice(&v.to_le_bytes());
-        }
-        f.extend_from_slice(&code);
-        f
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpio::read::parse;
     use crate::modinfo::fixture::module_elf;
+
+    /// A 132-byte static x86-64 executable (see tests/fixtures/INDEX).
+    const EXIT0: &[u8] = include_bytes!("../tests/fixtures/exit0.elf");
 
     #[test]
     fn firmware_specs() {
@@ -302,16 +266,16 @@ mod tests {
 
     #[test]
     fn agent_must_be_a_static_x86_64_executable() {
-        assert_eq!(check_static_executable(&fixture::static_exit0()), Ok(()));
+        assert_eq!(check_static_executable(EXIT0), Ok(()));
         assert!(check_static_executable(b"#!/bin/sh\n")
             .unwrap_err()
             .starts_with("not a 64-bit ELF"));
-        let mut dynamic = fixture::static_exit0();
+        let mut dynamic = EXIT0.to_vec();
         dynamic[64..68].copy_from_slice(&3u32.to_le_bytes()); // PT_LOAD -> PT_INTERP
         assert!(check_static_executable(&dynamic)
             .unwrap_err()
             .starts_with("dynamically linked"));
-        let mut arm = fixture::static_exit0();
+        let mut arm = EXIT0.to_vec();
         arm[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
         assert_eq!(
             check_static_executable(&arm),
@@ -345,7 +309,7 @@ mod tests {
         fs::create_dir_all(&fwdir).unwrap();
         fs::write(fwdir.join("b.bin"), b"blob").unwrap();
         let agent = dir.path().join("agent");
-        fs::write(&agent, fixture::static_exit0()).unwrap();
+        fs::write(&agent, EXIT0).unwrap();
 
         let index = ModuleIndex::scan(&moddir).unwrap();
         let modules = BTreeSet::from(["isofs".to_owned(), "cdrom".to_owned()]);
@@ -375,7 +339,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {n}"))
         };
         assert_eq!(get("init").mode, 0o100755);
-        assert_eq!(get("init").data, fixture::static_exit0());
+        assert_eq!(get("init").data, EXIT0.to_vec());
         assert_eq!(get("tmp").mode, 0o041777);
         assert_eq!(get("dev/console").rdev, (5, 1));
         assert_eq!(get("etc/rivet-release").data, b"NAME=rivet\n");
