@@ -2,10 +2,11 @@
 //! GRUB configs of the ESP (the one embedded in BOOTX64.EFI, and `EFI/BOOT/grub.cfg`).
 //!
 //! UEFI boot path: the embedded config looks for a volume labelled [`ISO_LABEL`] (rivet's
-//! ISO, CD or USB) and loads its `/boot/grub/grub.cfg`. Otherwise it hands over to the
-//! ESP's own `grub.cfg`, which finds an ISO that Ironic built around this ESP
-//! (`[DEFAULT]esp_image`; label `VMEDIA_BOOT_ISO` or `config-2`, GRUB config at
-//! `[DEFAULT]grub_config_path`) and loads Ironic's config from it.
+//! ISO, CD or USB) and loads its `/boot/grub/grub.cfg`. Otherwise it loads Ironic's config
+//! from the boot device: an ISO that Ironic built around this ESP (`[DEFAULT]esp_image`,
+//! config at `[DEFAULT]grub_config_path`: `EFI/BOOT/grub.cfg`, Metal3 `EFI/centos/grub.cfg`).
+//! Booted from a disk ESP, `EFI/BOOT/grub.cfg` is the ESP's own, which searches for
+//! Ironic's volume labels.
 
 use anyhow::{bail, Result};
 
@@ -91,16 +92,25 @@ pub fn iso_grub_cfg(cmdline: &str) -> String {
     )
 }
 
-/// The config embedded in BOOTX64.EFI.
+/// The config embedded in BOOTX64.EFI. GRUB runs it with its rescue parser, line by line
+/// (no `if`): a failing line prints an error and the next one runs. `search` leaves `root`
+/// alone when it finds nothing (then it is the device GRUB was loaded from: on a CD the
+/// whole ISO, on rivet's ISO as a USB disk also the ISO); `configfile` does not return once
+/// it boots. Tried in order:
+///
+/// 1. rivet's `/boot/grub/grub.cfg` on the volume labelled [`ISO_LABEL`];
+/// 2. [`IRONIC_GRUB_CFGS`] on the boot device: an ISO that Ironic built around this ESP.
+///    From a disk ESP the first of them is the ESP's own `grub.cfg` ([`esp_grub_cfg`]).
 pub fn early_grub_cfg() -> String {
-    format!(
-        "if search --no-floppy --set=root --label {ISO_LABEL}; then\n\
-         \tset prefix=($root)/boot/grub\n\
-         \tconfigfile ($root){ISO_GRUB_CFG}\n\
-         fi\n\
-         set prefix=$cmdpath\n\
-         configfile $cmdpath/grub.cfg\n"
-    )
+    let mut cfg = format!(
+        "search --no-floppy --set=root --label {ISO_LABEL}\n\
+         set prefix=($root)/boot/grub\n\
+         configfile ($root){ISO_GRUB_CFG}\n"
+    );
+    for path in IRONIC_GRUB_CFGS {
+        cfg.push_str(&format!("configfile ($root){path}\n"));
+    }
+    cfg
 }
 
 /// The ESP's `EFI/BOOT/grub.cfg`: used when the boot volume is not rivet's ISO.
@@ -159,9 +169,21 @@ mod tests {
     #[test]
     fn esp_configs_find_rivet_then_ironic_isos() {
         let early = early_grub_cfg();
-        assert!(early.starts_with("if search --no-floppy --set=root --label RIVET; then\n"));
-        assert!(early.contains("configfile ($root)/boot/grub/grub.cfg\n"));
-        assert!(early.ends_with("configfile $cmdpath/grub.cfg\n"));
+        assert_eq!(
+            early,
+            "search --no-floppy --set=root --label RIVET\n\
+             set prefix=($root)/boot/grub\n\
+             configfile ($root)/boot/grub/grub.cfg\n\
+             configfile ($root)/EFI/BOOT/grub.cfg\n\
+             configfile ($root)/EFI/centos/grub.cfg\n"
+        );
+        // The rescue parser knows no shell syntax.
+        for word in ["if", "then", "fi", "for", "do", "done", "["] {
+            assert!(
+                !early.split_whitespace().any(|w| w == word),
+                "{word} in {early}"
+            );
+        }
         let esp = esp_grub_cfg();
         assert!(
             esp.contains("for label in VMEDIA_BOOT_ISO config-2; do\n"),
