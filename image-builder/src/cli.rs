@@ -37,7 +37,7 @@ pub struct BuildArgs {
     pub kernel_dir: Option<PathBuf>,
 
     /// Where downloaded packages are kept [default: $XDG_CACHE_HOME/rivet or ~/.cache/rivet].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kernel_deb", "kernel_dir"])]
     pub cache_dir: Option<PathBuf>,
 
     /// Add a module (name or alias) and its dependencies. Repeatable.
@@ -122,6 +122,12 @@ mod tests {
         .concat();
         assert!(Cli::try_parse_from(both).is_err());
         assert!(Cli::try_parse_from(base).is_err());
+        let cache_unused = [
+            &base[..],
+            &["--kernel-dir", "d", "--cache-dir", "c", "--output", "o"],
+        ]
+        .concat();
+        assert!(Cli::try_parse_from(cache_unused).is_err());
         let bad_level = [&base[..], &["--zstd-level", "23", "--output", "o"]].concat();
         assert!(Cli::try_parse_from(bad_level).is_err());
     }

@@ -70,13 +70,14 @@ impl ModInfo {
         info
     }
 
-    /// Module names named by the softdeps (both `pre:` and `post:`), normalised.
+    /// What the softdeps (both `pre:` and `post:`) name, as written: a module name or an
+    /// alias (e.g. `crypto-crc32c`, where the dash matters).
     pub fn softdep_names(&self) -> Vec<String> {
         self.softdeps
             .iter()
             .flat_map(|s| s.split_whitespace())
             .filter(|w| !w.ends_with(':'))
-            .map(normalize)
+            .map(str::to_owned)
             .collect()
     }
 
@@ -158,7 +159,7 @@ mod tests {
     fn empty_depends_and_both_softdep_kinds() {
         let info = ModInfo::parse(b"depends=\0softdep=pre: a-b c post: d\0name=x\0");
         assert!(info.depends.is_empty());
-        assert_eq!(info.softdep_names(), ["a_b", "c", "d"]);
+        assert_eq!(info.softdep_names(), ["a-b", "c", "d"]);
     }
 
     #[test]

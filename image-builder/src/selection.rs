@@ -173,11 +173,12 @@ pub fn select(
             }
         }
         for soft in module.info.softdep_names() {
-            if index.modules.contains_key(&soft) {
-                if !dropped.contains(&soft) {
-                    work.push(soft);
+            let soft_name = normalize(&soft);
+            if index.modules.contains_key(&soft_name) {
+                if !dropped.contains(&soft_name) {
+                    work.push(soft_name);
                 }
-            } else if !index.builtin.contains(&soft) {
+            } else if !index.builtin.contains(&soft_name) {
                 let owners = index.by_alias(&soft);
                 if owners.is_empty() {
                     notes.push(format!(
@@ -303,7 +304,7 @@ mod tests {
                 "crc64_rocksoft",
                 "crc_t10dif",
                 "crct10dif_common",
-                "crct10dif_generic", // softdep by alias crct10dif
+                "crct10dif_generic", // softdep by alias crypto-crct10dif (dash kept)
                 "nvme",
                 "nvme_core",
                 "t10_pi",
