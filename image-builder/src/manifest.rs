@@ -12,19 +12,26 @@ use crate::cache::sha256_file;
 pub struct FileRecord {
     /// What it is (`agent`, `kernel-deb`, `vmlinuz`, ...).
     pub name: String,
-    /// Where it came from (inputs) or its file name in the output directory (outputs).
+    /// File name only (no directory, so the manifest does not depend on where the build
+    /// ran): of the input, or of the output in the output directory.
     pub path: String,
     pub size: u64,
     pub sha256: String,
 }
 
 impl FileRecord {
-    pub fn of(name: &str, path: &Path, shown: &str) -> Result<Self> {
+    /// Hashes the file at `path`.
+    pub fn of(name: &str, path: &Path) -> Result<Self> {
         let (sha256, size) =
             sha256_file(path).with_context(|| format!("hashing {}", path.display()))?;
+        let file_name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         Ok(FileRecord {
             name: name.to_owned(),
-            path: shown.to_owned(),
+            path: file_name,
             size,
             sha256,
         })
@@ -157,6 +164,19 @@ mod tests {
         );
         assert!(r.contains("name 1 firmware files"), "{r}");
         assert_eq!(human(999), "1.0 kB");
+    }
+
+    #[test]
+    fn records_name_size_and_hash_without_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rivet-agent");
+        std::fs::write(&path, b"abc").unwrap();
+        let r = FileRecord::of("agent", &path).unwrap();
+        assert_eq!((r.path.as_str(), r.size), ("rivet-agent", 3));
+        assert_eq!(
+            r.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

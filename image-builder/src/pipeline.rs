@@ -109,7 +109,7 @@ fn obtain_kernel(args: &BuildArgs, work: &Path) -> Result<KernelSource> {
         }
     };
     let package = deb_identity(&deb)?;
-    let input = FileRecord::of("kernel-deb", &deb, &deb.display().to_string())?;
+    let input = FileRecord::of("kernel-deb", &deb)?;
     progress(&format!("unpacking {}", deb.display()));
     Ok(KernelSource {
         tree: KernelTree::from_deb(&deb, work)?,
@@ -227,18 +227,10 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
     );
     iso::build(work, &staged.join(OUT_ISO), &files, args.source_date_epoch)?;
 
-    let mut inputs = vec![FileRecord::of(
-        "agent",
-        &args.agent,
-        &args.agent.display().to_string(),
-    )?];
+    let mut inputs = vec![FileRecord::of("agent", &args.agent)?];
     inputs.extend(kernel.input.clone());
     if kernel.input.is_none() {
-        inputs.push(FileRecord::of(
-            "vmlinuz",
-            &kernel.tree.vmlinuz,
-            &kernel.tree.vmlinuz.display().to_string(),
-        )?);
+        inputs.push(FileRecord::of("vmlinuz", &kernel.tree.vmlinuz)?);
     }
     let mut outputs = Vec::new();
     for name in [
@@ -249,7 +241,7 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
         OUT_IPA_INITRAMFS,
         OUT_ISO,
     ] {
-        outputs.push(FileRecord::of(name, &staged.join(name), name)?);
+        outputs.push(FileRecord::of(name, &staged.join(name))?);
     }
     let (package, package_version) = match &kernel.package {
         Some((p, v)) => (Some(p.clone()), Some(v.clone())),
