@@ -290,6 +290,12 @@ impl BlockDevices for SysfsBlockDevices {
         let class = self.sys_root.join("class/block");
         let mut wholes: BTreeMap<String, BlockDevice> = BTreeMap::new();
         let mut parts: Vec<(String, PathBuf)> = Vec::new();
+        if !class.is_dir() {
+            return Err(io_error(
+                &class,
+                std::io::Error::new(ErrorKind::NotFound, "no such directory: is sysfs mounted?"),
+            ));
+        }
         for name in list_dir(&class)? {
             let dir = self.canonical(&class.join(&name))?;
             if read_attr(&dir.join("hidden"))?.as_deref() == Some("1") {
@@ -344,7 +350,7 @@ fn nvme_controller_number(name: &str) -> Option<u32> {
 }
 
 fn kind_of(name: &str, devpath: &str, device: &Path) -> Result<DeviceKind, DiskError> {
-    if name.starts_with("md") && !devpath.contains("/nvme") {
+    if name.starts_with("md") && devpath.starts_with("devices/virtual/") {
         return Ok(DeviceKind::Raid);
     }
     if name.starts_with("sr") || read_attr(&device.join("type"))?.as_deref() == Some("5") {
@@ -419,3 +425,7 @@ fn read_u64(path: &Path) -> Result<u64, DiskError> {
         content: text,
     })
 }
+
+#[cfg(test)]
+#[path = "sysfs_tests.rs"]
+mod tests;
