@@ -6,6 +6,7 @@ pub mod dhcp;
 pub mod http;
 pub mod interfaces;
 pub mod link;
+pub mod static_apply;
 mod static_bond;
 pub mod static_config;
 mod static_l3;
