@@ -93,6 +93,16 @@ pub struct StaticReport {
 }
 
 impl StaticReport {
+    /// Links bring-up must leave alone: the configured ones without an `ipv4_dhcp` network
+    /// (failed ones too: half-configured links get no DHCP on top).
+    pub fn exclude_from_dhcp(&self) -> Vec<String> {
+        self.links
+            .iter()
+            .filter(|l| !l.link.dhcp)
+            .map(|l| l.link.name.clone())
+            .collect()
+    }
+
     pub fn failed(&self) -> usize {
         self.links
             .iter()
@@ -163,6 +173,40 @@ impl fmt::Display for StaticReport {
             self.problems.len()
         )
     }
+}
+
+/// Applies `data` to this machine over rtnetlink: lists the links, plans, applies, and logs
+/// the report table. `source` names where the document came from.
+pub async fn configure(
+    data: &rivet_protocol::network_data::NetworkData,
+    source: &str,
+    options: &StaticOptions,
+) -> StaticReport {
+    let started = Instant::now();
+    let report = match super::link::NetlinkLinks::new() {
+        Ok(control) => match StaticControl::links(&control).await {
+            Ok(links) => {
+                let plan = super::static_config::plan(data, &machine_links(&links));
+                apply_plan(&control, &plan, source, options).await
+            }
+            Err(e) => StaticReport {
+                source: source.to_string(),
+                problems: vec![format!("listing links: {e}; nothing configured")],
+                elapsed: started.elapsed(),
+                ..StaticReport::default()
+            },
+        },
+        Err(e) => StaticReport {
+            source: source.to_string(),
+            problems: vec![format!("{e}; nothing configured")],
+            elapsed: started.elapsed(),
+            ..StaticReport::default()
+        },
+    };
+    for line in report.to_string().lines() {
+        tracing::info!("{line}");
+    }
+    report
 }
 
 /// The links an action needs besides its own (a bond for its port, a parent for a VLAN).
