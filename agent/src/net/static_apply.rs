@@ -187,6 +187,7 @@ pub async fn configure(
         Ok(control) => match StaticControl::links(&control).await {
             Ok(links) => {
                 let plan = super::static_config::plan(data, &machine_links(&links));
+                crate::init::load_modules(&plan.modules(), "static network");
                 apply_plan(&control, &plan, source, options).await
             }
             Err(e) => StaticReport {
