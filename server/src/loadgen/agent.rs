@@ -51,6 +51,9 @@ pub struct Shared {
     pub deadline: Mutex<Option<Instant>>,
     pub reports_every: u64,
     pub inspect: bool,
+    /// rivet-server's operator API: makes a new token when lookup answers with the mask
+    /// (a node looked up by an earlier run).
+    pub operator: Option<crate::client::OperatorClient>,
     pub counters: Counters,
     /// Heartbeat latencies in microseconds, sharded to keep lock contention low.
     pub latencies: Vec<Mutex<Histogram<u64>>>,
@@ -268,8 +271,10 @@ async fn lookup(shared: &Shared, index: usize) -> Option<(String, String)> {
                     let uuid = body["node"]["uuid"].as_str().map(str::to_string);
                     let token = body["config"]["agent_token"].as_str().map(str::to_string);
                     if let (Some(uuid), Some(token)) = (uuid, token) {
-                        shared.counters.lookups_ok.fetch_add(1, Ordering::Relaxed);
-                        return Some((uuid, token));
+                        if let Some(token) = usable_token(shared, &uuid, token).await {
+                            shared.counters.lookups_ok.fetch_add(1, Ordering::Relaxed);
+                            return Some((uuid, token));
+                        }
                     }
                 }
             }
@@ -282,6 +287,21 @@ async fn lookup(shared: &Shared, index: usize) -> Option<(String, String)> {
         .lookups_failed
         .fetch_add(1, Ordering::Relaxed);
     None
+}
+
+/// The token to heartbeat with: the one lookup handed out, or, when it answered with the
+/// mask, a new one from the operator API (without it, the agent cannot heartbeat).
+async fn usable_token(shared: &Shared, uuid: &str, token: String) -> Option<String> {
+    if token != rivet_protocol::lookup::MASKED_TOKEN {
+        return Some(token);
+    }
+    let operator = shared.operator.as_ref()?;
+    let path = format!("/v1/nodes/{uuid}/token");
+    let minted = operator
+        .call(reqwest::Method::POST, &path, None)
+        .await
+        .ok()?;
+    minted["agent_token"].as_str().map(str::to_string)
 }
 
 /// One plan report (a step's progress); true when acknowledged.

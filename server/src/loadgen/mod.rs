@@ -211,6 +211,7 @@ pub async fn measure(args: &LoadgenArgs) -> Result<Summary> {
         deadline: Mutex::new(None),
         reports_every: args.reports_every,
         inspect: args.inspect,
+        operator: operator.clone(),
         counters: agent::Counters::default(),
         latencies,
     });
