@@ -126,6 +126,8 @@ async fn delete_node(State(app): State<AppState>, Path(ident): Path<String>) -> 
     app.db
         .write(move |conn| {
             let node = store::get(conn, &ident)?;
+            conn.prepare_cached("DELETE FROM heartbeat_log WHERE node_id = ?1")?
+                .execute([node.id])?;
             conn.prepare_cached("DELETE FROM nodes WHERE id = ?1")?
                 .execute([node.id])?;
             Ok(())

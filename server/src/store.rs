@@ -137,12 +137,38 @@ pub fn normalize_mac(text: &str) -> Option<String> {
     valid.then_some(text)
 }
 
+/// Adds the heartbeats still in the log (not yet folded into `nodes`) to `nodes`' counts.
+fn with_logged_heartbeats(conn: &Connection, nodes: &mut [Node]) -> Result<(), ApiError> {
+    let mut logged = std::collections::HashMap::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT node_id, count(*), max(time) FROM heartbeat_log GROUP BY node_id",
+    )?;
+    for row in statement.query_map([], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (id, count, last) = row?;
+        logged.insert(id, (count, last));
+    }
+    for node in nodes {
+        if let Some((count, last)) = logged.get(&node.id) {
+            node.agent.heartbeats += count;
+            node.agent.last_heartbeat = Some(node.agent.last_heartbeat.unwrap_or(0).max(*last));
+        }
+    }
+    Ok(())
+}
+
 fn with_macs(conn: &Connection, mut node: Node) -> Result<Node, ApiError> {
     let mut statement =
         conn.prepare_cached("SELECT address FROM ports WHERE node_id = ?1 ORDER BY address")?;
     node.macs = statement
         .query_map([node.id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    with_logged_heartbeats(conn, std::slice::from_mut(&mut node))?;
     Ok(node)
 }
 
@@ -347,13 +373,15 @@ pub fn list(conn: &Connection) -> Result<Vec<Node>, ApiError> {
         let (id, mac) = row?;
         by_id.entry(id).or_default().push(mac);
     }
-    Ok(nodes
+    let mut nodes: Vec<Node> = nodes
         .into_iter()
         .map(|mut node| {
             node.macs = by_id.remove(&node.id).unwrap_or_default();
             node
         })
-        .collect())
+        .collect();
+    with_logged_heartbeats(conn, &mut nodes)?;
+    Ok(nodes)
 }
 
 /// The stored inventory of a node, if it was inspected.

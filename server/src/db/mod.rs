@@ -27,6 +27,8 @@ use crate::error::ApiError;
 const MAX_BATCH: usize = 4096;
 /// Jobs waiting for the writer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 65_536;
+/// How often the writer folds the heartbeat log into `nodes`.
+const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a connection waits for a lock held by another process (a second server on the
 /// same file, or the `sqlite3` shell) before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +89,10 @@ impl Database {
         })?;
         configure_writer(&conn, path)?;
         migrations::migrate(&mut conn).map_err(|source| DbError::Migrate {
+            path: path.to_owned(),
+            source,
+        })?;
+        fold(&conn).map_err(|source| DbError::Pragma {
             path: path.to_owned(),
             source,
         })?;
@@ -247,8 +253,31 @@ fn in_savepoint<T>(
     result
 }
 
+/// Folds the heartbeat log in its own transaction.
+fn fold(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match migrations::fold_heartbeats(conn) {
+        Ok(_) => conn.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
 fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.blocking_recv() {
+    let mut last_fold = std::time::Instant::now();
+    loop {
+        // Unfolded heartbeats are counted by readers too, so folding may wait for the next
+        // job after an idle spell.
+        if last_fold.elapsed() >= FOLD_INTERVAL {
+            if let Err(error) = fold(&conn) {
+                tracing::error!("folding the heartbeat log: {error}");
+            }
+            last_fold = std::time::Instant::now();
+        }
+        let first = jobs.blocking_recv();
+        let Some(first) = first else { break };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {

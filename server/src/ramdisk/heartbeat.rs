@@ -106,7 +106,7 @@ pub(crate) fn record(
 ) -> Result<(), ApiError> {
     let row = conn
         .prepare_cached(
-            "SELECT id, token_sha256, agent_url, agent_verify_ca FROM nodes \
+            "SELECT id, token_sha256, agent_url, agent_verify_ca, agent_version FROM nodes \
              WHERE uuid = ?1 OR name = ?1",
         )?
         .query_row([ident], |row| {
@@ -115,10 +115,11 @@ pub(crate) fn record(
                 row.get::<_, Option<String>>(1)?,
                 row.get::<_, Option<String>>(2)?,
                 row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
             ))
         })
         .optional()?;
-    let Some((id, token_sha256, agent_url, verify_ca)) = row else {
+    let Some((id, token_sha256, agent_url, verify_ca, agent_version)) = row else {
         return Err(ApiError::not_found(format!(
             "Node {ident} could not be found."
         )));
@@ -180,18 +181,26 @@ pub(crate) fn record(
         }
     }
     let now = now_ms();
-    conn.prepare_cached(
-        "UPDATE nodes SET agent_url = ?1, agent_version = ?2, \
-         agent_verify_ca = coalesce(agent_verify_ca, ?3), last_heartbeat = ?4, \
-         heartbeats = heartbeats + 1, updated_at = ?4 WHERE id = ?5",
-    )?
-    .execute(params![
-        beat.callback_url,
-        beat.agent_version,
-        beat.agent_verify_ca,
-        now,
-        id
-    ])?;
+    // The node row changes only when the agent does (first heartbeat, new version or
+    // certificate); every heartbeat is one row appended to the log (see migration 2).
+    if agent_url.is_none()
+        || agent_version != beat.agent_version
+        || (verify_ca.is_none() && beat.agent_verify_ca.is_some())
+    {
+        conn.prepare_cached(
+            "UPDATE nodes SET agent_url = ?1, agent_version = ?2, \
+             agent_verify_ca = coalesce(agent_verify_ca, ?3), updated_at = ?4 WHERE id = ?5",
+        )?
+        .execute(params![
+            beat.callback_url,
+            beat.agent_version,
+            beat.agent_verify_ca,
+            now,
+            id
+        ])?;
+    }
+    conn.prepare_cached("INSERT INTO heartbeat_log (node_id, time) VALUES (?1, ?2)")?
+        .execute(params![id, now])?;
     if agent_url.is_none() {
         let pinned = if beat.agent_verify_ca.is_some() {
             ", certificate pinned"
