@@ -76,7 +76,7 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
-    // 2: heartbeats are appended to a log and folded into nodes about once a second: an
+    // 2: heartbeats are appended to a log and folded into nodes every few seconds: an
     // append touches the log's last page, where updating nodes in place rewrote one page of
     // the nodes table per heartbeat (about 9 KiB written per heartbeat with the checkpoint).
     r#"

@@ -27,8 +27,9 @@ use crate::error::ApiError;
 const MAX_BATCH: usize = 4096;
 /// Jobs waiting for the writer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 65_536;
-/// How often the writer folds the heartbeat log into `nodes`.
-const FOLD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the writer folds the heartbeat log into `nodes`: each fold rewrites the rows of every
+/// node that heartbeated, so less often is cheaper; readers count the log meanwhile.
+const FOLD_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a connection waits for a lock held by another process (a second server on the
 /// same file, or the `sqlite3` shell) before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

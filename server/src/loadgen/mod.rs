@@ -174,7 +174,9 @@ pub async fn measure(args: &LoadgenArgs) -> Result<Summary> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
+        // As many idle connections as agents: a closed one is a new TCP connection per
+        // heartbeat on both sides.
+        .pool_max_idle_per_host(args.agents)
         .danger_accept_invalid_certs(args.insecure)
         .build()
         .context("building the HTTP client")?;
