@@ -86,8 +86,7 @@ fn debug_requested(cmdline: &str) -> bool {
     cmdline
         .split_whitespace()
         .filter_map(|token| token.split_once('='))
-        .filter(|(key, _)| *key == "ipa-debug")
-        .last()
+        .rfind(|(key, _)| *key == "ipa-debug")
         .is_some_and(|(_, value)| {
             matches!(
                 value.to_ascii_lowercase().as_str(),
