@@ -1,9 +1,12 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod agent;
+pub mod dnsmasq;
 pub mod ironic;
 pub mod net;
+pub mod netns;
 pub mod process;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 
