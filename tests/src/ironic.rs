@@ -72,7 +72,7 @@ impl RealIronic {
     pub async fn start() -> Result<RealIronic> {
         let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let port = free_loopback_port()?;
-        Self::launch(host, port, |program| Command::new(program)).await
+        Self::launch(host, port, Command::new).await
     }
 
     /// Ironic inside `net`, listening on its bridge address at [`NAMESPACE_API_PORT`]
