@@ -2,6 +2,8 @@
 
 pub mod agent;
 pub mod dnsmasq;
+pub mod e2e;
+pub mod image;
 pub mod ironic;
 pub mod net;
 pub mod netns;
