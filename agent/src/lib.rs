@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod init;
 pub mod ironic;
 pub mod logbuf;
 pub mod net;

@@ -9,17 +9,20 @@ use serde::Deserialize;
 
 use crate::process::LoggedChild;
 
-/// `target/<profile>/rivet-agent`, found from the running test executable
-/// (`target/<profile>/deps/<test>-<hash>`). Cargo does not build other packages' binaries
-/// for a test run: `ci/test` runs `cargo build --workspace --bins` first.
+/// `target/<profile>/rivet-agent`, found from the running executable: a test
+/// (`target/<profile>/deps/<test>-<hash>`) or a binary of this crate (`target/<profile>/<bin>`).
+/// Cargo does not build other packages' binaries for a test run: `ci/test` runs
+/// `cargo build --workspace --bins` first.
 pub fn agent_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    let profile_dir = exe.parent().and_then(Path::parent).with_context(|| {
-        format!(
-            "test executable {} is not in target/<profile>/deps",
-            exe.display()
-        )
-    })?;
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let exe_dir = exe
+        .parent()
+        .with_context(|| format!("executable {} has no directory", exe.display()))?;
+    let profile_dir = if exe_dir.file_name().is_some_and(|name| name == "deps") {
+        exe_dir.parent().unwrap_or(exe_dir)
+    } else {
+        exe_dir
+    };
     let binary = profile_dir.join("rivet-agent");
     ensure!(
         binary.is_file(),
