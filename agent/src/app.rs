@@ -12,8 +12,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{self, Cli, Command, SourceArgs};
 use crate::logbuf::{LogBuffer, DEFAULT_LOG_LINES};
+use crate::net::bringup::tcp_reachable;
 use crate::net::interfaces::{list_interfaces, SysfsNetInfo};
+use crate::net::link::NetlinkLinks;
+use crate::net::{bring_up_network, BringupOptions};
 use crate::run::{self, RunOutcome};
+use crate::settings::Settings;
 
 /// Exit codes of `rivet-agent`.
 pub mod exit {
@@ -23,6 +27,59 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// The command line or an explicitly named settings file was unusable.
     pub const USAGE: u8 = 2;
+}
+
+/// The ramdisk's `/init`: boots the machine (mounts, modules, console) and runs the agent in
+/// a supervised child process forever. Arguments the kernel passes to init are ignored: all
+/// settings come from the kernel command line and the boot medium.
+pub fn init_main() -> ! {
+    crate::init::run_as_init(ramdisk_agent)
+}
+
+/// One attempt of the agent in the ramdisk: settings, network, then Ironic mode. Returning
+/// an error makes PID 1 print it and start the agent again after a pause.
+async fn ramdisk_agent() -> anyhow::Result<()> {
+    let loaded = cli::load_settings(&SourceArgs::default())?;
+    let logs = LogBuffer::new(DEFAULT_LOG_LINES);
+    init_logging(loaded.settings.debug, &logs);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "rivet-agent starting in the ramdisk"
+    );
+    for warning in &loaded.warnings {
+        tracing::warn!("settings: {warning}");
+    }
+    let report = bring_up_network(network_options(&loaded.settings)).await;
+    tracing::info!("network:\n{report}");
+    let shutdown = watch::channel(false).1;
+    match run::run(loaded.settings, logs, shutdown).await? {
+        RunOutcome::Stopped { lockdown } => {
+            if lockdown {
+                match NetlinkLinks::new() {
+                    Ok(links) => links.set_all_down().await?,
+                    Err(err) => tracing::error!("lockdown: cannot reach netlink: {err}"),
+                }
+            }
+            tracing::info!(lockdown, "the agent stopped serving; idling");
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+        RunOutcome::Interrupted => Ok(()),
+    }
+}
+
+/// DHCP on every link, done as soon as an Ironic API URL accepts a TCP connection.
+fn network_options(settings: &Settings) -> BringupOptions {
+    let targets: Vec<(String, u16)> = settings
+        .api_urls
+        .iter()
+        .filter_map(|url| Some((url.host_str()?.to_owned(), url.port_or_known_default()?)))
+        .collect();
+    BringupOptions {
+        ready: (!targets.is_empty())
+            .then(|| tcp_reachable(targets, std::time::Duration::from_secs(2))),
+        ..BringupOptions::default()
+    }
 }
 
 /// Runs the subcommand and returns the process exit code.

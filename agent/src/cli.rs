@@ -85,7 +85,7 @@ impl DefaultSources {
     /// `/etc/ironic-python-agent.d`, where IPA's ramdisk keeps its config.
     pub fn for_this_process() -> Self {
         DefaultSources {
-            cmdline: (std::process::id() == 1).then(|| PathBuf::from("/proc/cmdline")),
+            cmdline: crate::init::running_as_init().then(|| PathBuf::from("/proc/cmdline")),
             config_dir: PathBuf::from("/etc/ironic-python-agent.d"),
         }
     }

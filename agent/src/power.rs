@@ -67,15 +67,14 @@ impl SystemPower {
     }
 
     fn act(&self, action: PowerAction) -> Result<(), PowerError> {
-        if std::process::id() == 1 {
-            nix::unistd::sync();
-            let mode = match action {
-                PowerAction::PowerOff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
-                PowerAction::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+        if crate::init::running_as_init() {
+            // Only returns when reboot(2) was refused.
+            let result = match action {
+                PowerAction::PowerOff => crate::init::power_off(),
+                PowerAction::Reboot => crate::init::reboot(),
             };
-            // reboot(2) only returns on failure.
-            let Err(errno) = nix::sys::reboot::reboot(mode);
-            tracing::warn!(%errno, ?action, "reboot(2) failed, falling back to sysrq-trigger");
+            let Err(err) = result;
+            tracing::warn!(%err, ?action, "reboot(2) failed, falling back to sysrq-trigger");
             return self.sysrq(action);
         }
         if !self.ctx.settings.allow_host_power_actions {

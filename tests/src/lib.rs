@@ -1,13 +1,17 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod agent;
+pub mod conductor_view;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod image;
+pub mod in_process;
 pub mod ironic;
 pub mod net;
 pub mod netns;
 pub mod process;
+pub mod recording;
+pub mod replay;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

@@ -117,6 +117,29 @@ fn link_from_message(message: &LinkMessage) -> Link {
     link
 }
 
+impl NetlinkLinks {
+    /// Sets every non-loopback link down (`system.lockdown`); failures are logged, not fatal,
+    /// so one stubborn link does not keep the others up.
+    pub async fn set_all_down(&self) -> Result<(), LinkError> {
+        for link in self.links().await? {
+            if link.loopback {
+                continue;
+            }
+            let result = self
+                .handle
+                .link()
+                .set(LinkUnspec::new_with_index(link.index).down().build())
+                .execute()
+                .await;
+            match result {
+                Ok(()) => tracing::info!(link = %link.name, "link set down (lockdown)"),
+                Err(err) => tracing::error!(link = %link.name, "setting the link down: {err}"),
+            }
+        }
+        Ok(())
+    }
+}
+
 impl LinkControl for NetlinkLinks {
     async fn links(&self) -> Result<Vec<Link>, LinkError> {
         let mut stream = self.handle.link().get().execute();
