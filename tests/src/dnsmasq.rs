@@ -39,7 +39,7 @@ impl Dnsmasq {
     pub fn start(net: &TestNet, hosts: &[DhcpHost]) -> Result<Dnsmasq> {
         ensure!(
             Path::new(DNSMASQ).is_file(),
-            "{DNSMASQ} is missing: install Debian's dnsmasq package (ci/setup does)"
+            "{DNSMASQ} is missing: install Debian's dnsmasq-base package (ci/setup does)"
         );
         let dir = tempfile::Builder::new()
             .prefix("rivet-dnsmasq-")
