@@ -7,6 +7,7 @@ use rivet_protocol::lookup::LookupNode;
 use rivet_protocol::JsonObject;
 use tokio::sync::watch;
 
+use crate::progress::ProgressBoard;
 use crate::settings::{Secret, Settings, TlsVersion};
 
 /// What the agent should be doing; watched by the API server and the heartbeater.
@@ -44,6 +45,8 @@ pub struct RuntimeState {
 #[derive(Debug)]
 pub struct AgentContext {
     pub settings: Settings,
+    /// Progress of long-running steps.
+    pub progress: ProgressBoard,
     /// When the agent started; `GET /v1/status` reports it as `started_at`.
     pub started_at: SystemTime,
     state: RwLock<RuntimeState>,
@@ -67,6 +70,7 @@ impl AgentContext {
         let (lifecycle, _) = watch::channel(Lifecycle::Serving);
         AgentContext {
             settings,
+            progress: ProgressBoard::default(),
             started_at: SystemTime::now(),
             state: RwLock::new(state),
             lifecycle,

@@ -11,6 +11,7 @@ use super::catalog::{blocking, required, Env};
 use super::failure::Failure;
 use super::output::CommandOutput;
 use super::service::ApiError;
+use crate::steps::StepCall;
 
 /// `get_<type>_steps(node, ports)`: the de-duplicated steps of every manager plus
 /// `hardware_manager_version`.
@@ -79,10 +80,17 @@ pub(crate) async fn execute_step(
 
     tracing::info!(step = %name, %kind, "executing step");
     let managers = env.managers.clone();
+    let ctx = env.ctx.clone();
     let step_name = name.clone();
     let value = blocking(move || {
+        let call = StepCall {
+            args: &args,
+            node: &node,
+            ports: &ports,
+            progress: &ctx.progress,
+        };
         managers
-            .execute(&step_name, &args, &node, &ports)
+            .execute(&step_name, &call)
             .map_err(|e| Failure::step(step_type, e))
     })
     .await

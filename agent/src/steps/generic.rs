@@ -7,10 +7,9 @@
 use std::collections::BTreeMap;
 
 use rivet_protocol::steps::{ArgInfo, Step, StepType};
-use rivet_protocol::JsonObject;
 use serde_json::Value;
 
-use super::{step, HardwareManager, HardwareSupport, StepError};
+use super::{step, HardwareManager, HardwareSupport, StepCall, StepError};
 use crate::settings::Settings;
 
 const CLEAN_UEFI_NVRAM_ARGSINFO: &[(&str, &str, bool)] = &[(
@@ -197,13 +196,7 @@ impl HardwareManager for GenericHardwareManager {
             .collect()
     }
 
-    fn execute(
-        &self,
-        step: &str,
-        _args: &JsonObject,
-        _node: &Value,
-        _ports: &Value,
-    ) -> Result<Value, StepError> {
+    fn execute(&self, step: &str, _call: &StepCall<'_>) -> Result<Value, StepError> {
         if STEP_NAMES.contains(&step) {
             Err(StepError::NotSupported(step.to_string()))
         } else {

@@ -15,6 +15,7 @@ use rivet_protocol::steps::{GetStepsResult, HardwareManagerVersion, Step, StepTy
 use rivet_protocol::JsonObject;
 use serde_json::Value;
 
+use crate::progress::ProgressBoard;
 use crate::settings::Settings;
 
 pub use generic::GenericHardwareManager;
@@ -62,6 +63,18 @@ pub enum StepError {
     },
 }
 
+/// Everything a step gets besides its name.
+#[derive(Clone, Copy)]
+pub struct StepCall<'a> {
+    /// The step's `args` merged into the extra command parameters (the step's own win).
+    pub args: &'a JsonObject,
+    /// The node as Ironic sent it (`driver_internal_info` carries the erase knobs).
+    pub node: &'a Value,
+    pub ports: &'a Value,
+    /// Where long steps report progress.
+    pub progress: &'a ProgressBoard,
+}
+
 /// One hardware manager: a set of steps and their implementation.
 pub trait HardwareManager: Send + Sync {
     /// `HARDWARE_MANAGER_NAME`: the key in `hardware_manager_version`.
@@ -73,16 +86,9 @@ pub trait HardwareManager: Send + Sync {
     fn support(&self) -> HardwareSupport;
     /// Every step the manager advertises, with the type it is advertised for.
     fn steps(&self) -> Vec<(StepType, Step)>;
-    /// Runs the step `step` with `args` (the step's `args` merged into extra command
-    /// parameters). Blocking: called on a blocking thread. Returns the step's result
-    /// (`null` for none), or [`StepError::Unhandled`] for a step this manager lacks.
-    fn execute(
-        &self,
-        step: &str,
-        args: &JsonObject,
-        node: &Value,
-        ports: &Value,
-    ) -> Result<Value, StepError>;
+    /// Runs the step `step`. Blocking: called on a blocking thread. Returns the step's
+    /// result (`null` for none), or [`StepError::Unhandled`] for a step this manager lacks.
+    fn execute(&self, step: &str, call: &StepCall<'_>) -> Result<Value, StepError>;
 }
 
 /// One manager's version of a step: (support, class name, step).
@@ -174,15 +180,9 @@ impl HardwareManagers {
 
     /// IPA's `dispatch_to_managers`: the first manager (most specific first) that handles
     /// `step` runs it. Blocking.
-    pub fn execute(
-        &self,
-        step: &str,
-        args: &JsonObject,
-        node: &Value,
-        ports: &Value,
-    ) -> Result<Value, StepError> {
+    pub fn execute(&self, step: &str, call: &StepCall<'_>) -> Result<Value, StepError> {
         for manager in &self.managers {
-            match manager.execute(step, args, node, ports) {
+            match manager.execute(step, call) {
                 Err(StepError::Unhandled(_)) => continue,
                 outcome => return outcome,
             }

@@ -9,7 +9,7 @@ use rivet_protocol::steps::{ArgInfo, Step, StepType};
 use rivet_protocol::JsonObject;
 use serde_json::Value;
 
-use super::{step, HardwareManager, HardwareSupport, StepError};
+use super::{step, HardwareManager, HardwareSupport, StepCall, StepError};
 
 /// The longest `sleep` accepted, in seconds.
 pub const MAX_SLEEP_SECONDS: f64 = 3600.0;
@@ -101,17 +101,11 @@ impl HardwareManager for RivetHardwareManager {
             .collect()
     }
 
-    fn execute(
-        &self,
-        step: &str,
-        args: &JsonObject,
-        _node: &Value,
-        _ports: &Value,
-    ) -> Result<Value, StepError> {
+    fn execute(&self, step: &str, call: &StepCall<'_>) -> Result<Value, StepError> {
         if step != SLEEP {
             return Err(StepError::Unhandled(step.to_string()));
         }
-        let duration = sleep_duration(args)?;
+        let duration = sleep_duration(call.args)?;
         tracing::info!(seconds = duration.as_secs_f64(), "sleep step: sleeping");
         std::thread::sleep(duration);
         Ok(Value::Null)

@@ -29,13 +29,7 @@ impl HardwareManager for TestManager {
     fn steps(&self) -> Vec<(StepType, Step)> {
         self.steps.clone()
     }
-    fn execute(
-        &self,
-        name: &str,
-        _: &JsonObject,
-        _: &Value,
-        _: &Value,
-    ) -> Result<Value, StepError> {
+    fn execute(&self, name: &str, _: &StepCall<'_>) -> Result<Value, StepError> {
         if self.steps.iter().any(|(_, s)| s.step == name) {
             Ok(json!(self.class_name))
         } else {
@@ -224,7 +218,7 @@ fn dispatch_uses_the_most_specific_manager_that_handles_the_step() {
         manager("Generic", 1, &[("a", 0), ("b", 0)]),
         manager("Vendor", 2, &[("a", 0)]),
     ]);
-    let run = |name: &str| managers.execute(name, &JsonObject::new(), &json!({}), &json!([]));
+    let run = |name: &str| with_call(&JsonObject::new(), |call| managers.execute(name, call));
     assert_eq!(run("a"), Ok(json!("Vendor")));
     assert_eq!(run("b"), Ok(json!("Generic")));
     assert_eq!(run("zzz"), Err(StepError::NoManager("zzz".into())));
@@ -251,9 +245,8 @@ fn generic_steps_fail_clearly_instead_of_pretending() {
         "burnin_memory",
         "burnin_network",
     ] {
-        let err = managers
-            .execute(name, &JsonObject::new(), &json!({}), &json!([]))
-            .expect_err(name);
+        let err =
+            with_call(&JsonObject::new(), |call| managers.execute(name, call)).expect_err(name);
         assert_eq!(
             err.to_string(),
             format!("{name} is not supported by this build of rivet-agent")
@@ -266,7 +259,7 @@ fn sleep_step_validates_seconds() {
     let rivet = RivetHardwareManager::new();
     let run = |args: Value| {
         let args = args.as_object().cloned().expect("object");
-        rivet.execute("sleep", &args, &json!({}), &json!([]))
+        with_call(&args, |call| rivet.execute("sleep", call))
     };
     assert_eq!(run(json!({"seconds": 0})), Ok(Value::Null));
     assert_eq!(run(json!({"seconds": "0.01"})), Ok(Value::Null));
@@ -286,4 +279,17 @@ fn sleep_step_validates_seconds() {
             other => panic!("{bad}: {other:?}"),
         }
     }
+}
+
+/// Runs `f` with a step call carrying `args`, an empty node and no ports.
+fn with_call<R>(args: &JsonObject, f: impl FnOnce(&StepCall<'_>) -> R) -> R {
+    let node = json!({});
+    let ports = json!([]);
+    let progress = crate::progress::ProgressBoard::default();
+    f(&StepCall {
+        args,
+        node: &node,
+        ports: &ports,
+        progress: &progress,
+    })
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use rivet_protocol::command::{CommandRequest, CommandResult, CommandStatus};
 use rivet_protocol::steps::{Step, StepType};
-use rivet_protocol::JsonObject;
 use serde_json::{json, Value};
 
 use super::fssync::FakeFsSync;
@@ -21,7 +20,7 @@ use crate::power::FakePower;
 use crate::settings::Settings;
 use crate::steps::{
     GenericHardwareManager, HardwareManager, HardwareManagers, HardwareSupport,
-    RivetHardwareManager, StepError,
+    RivetHardwareManager, StepCall, StepError,
 };
 use crate::syslogs::{FakeAddresses, FakeKernelLog, LogSources};
 
@@ -72,17 +71,11 @@ impl HardwareManager for TestManager {
     fn steps(&self) -> Vec<(StepType, Step)> {
         vec![(StepType::Clean, crate::steps::step("gate", 0, "deploy"))]
     }
-    fn execute(
-        &self,
-        step: &str,
-        args: &JsonObject,
-        _node: &Value,
-        _ports: &Value,
-    ) -> Result<Value, StepError> {
+    fn execute(&self, step: &str, call: &StepCall<'_>) -> Result<Value, StepError> {
         match step {
             "gate" => {
                 self.gate.wait();
-                Ok(Value::Object(args.clone()))
+                Ok(Value::Object(call.args.clone()))
             }
             "ipa_fail" => Err(StepError::Ipa {
                 type_: "BlockDeviceEraseError".into(),
