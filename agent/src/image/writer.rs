@@ -155,7 +155,7 @@ impl DiskWriter {
     }
 
     fn check_fits(&mut self, offset: u64, len: u64) -> Result<(), WriteError> {
-        let end = offset.checked_add(len).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(len);
         if end > self.size {
             return Err(WriteError::TooLarge {
                 device: self.target.name(),
