@@ -9,6 +9,7 @@
 //! - [`pipeline`]: one image from its URLs to a verified disk.
 
 pub mod checksum;
+pub mod disklabel;
 pub mod format;
 pub mod meter;
 pub mod pipeline;

@@ -285,11 +285,12 @@ fn sleep_step_validates_seconds() {
 fn with_call<R>(args: &JsonObject, f: impl FnOnce(&StepCall<'_>) -> R) -> R {
     let node = json!({});
     let ports = json!([]);
-    let progress = crate::progress::ProgressBoard::default();
+    let ctx = crate::context::AgentContext::new(crate::settings::Settings::default());
     f(&StepCall {
         args,
         node: &node,
         ports: &ports,
-        progress: &progress,
+        progress: &ctx.progress,
+        ctx: &ctx,
     })
 }
