@@ -15,6 +15,7 @@ pub mod meter;
 pub mod pipeline;
 pub mod qcow2;
 pub mod source;
+pub mod step;
 pub mod target;
 pub mod writer;
 
@@ -50,8 +51,13 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// Every attempt failed; `last` is the last failure.
     #[error("the image could not be written in {attempts} attempt(s): {details}")]
-    Exhausted { attempts: u32, details: String },
+    Exhausted {
+        attempts: u32,
+        details: String,
+        last: Box<ImageError>,
+    },
 }
 
 impl From<Qcow2Error> for ImageError {

@@ -74,6 +74,7 @@ fn attempts(
 ) -> Result<Written, ImageError> {
     let rounds = request.download.retries + 1;
     let mut failures: Vec<String> = Vec::new();
+    let mut last = None;
     for round in 0..rounds {
         if round > 0 {
             std::thread::sleep(request.download.retry_interval);
@@ -86,14 +87,21 @@ fn attempts(
                 Err(e) => {
                     tracing::warn!(url = %shown, round, error = %e, "writing the image failed");
                     failures.push(format!("{shown}: {e}"));
+                    last = Some(e);
                 }
             }
         }
     }
-    Err(ImageError::Exhausted {
-        attempts: rounds,
-        details: failures.join("; "),
-    })
+    match last {
+        Some(last) => Err(ImageError::Exhausted {
+            attempts: rounds,
+            details: failures.join("; "),
+            last: Box::new(last),
+        }),
+        None => Err(ImageError::Source(SourceError::Fatal(
+            "no image URL to try".into(),
+        ))),
+    }
 }
 
 /// Reads up to `len` bytes (fewer only at the end of the stream).
@@ -305,3 +313,7 @@ fn too_large(target: &dyn Target, needed: u64) -> ImageError {
         size: target.size(),
     })
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

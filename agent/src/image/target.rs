@@ -75,6 +75,11 @@ impl DiskFile {
         })
     }
 
+    /// The open file, for partition-table edits.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     fn write_zeros(&self, mut offset: u64, len: u64) -> std::io::Result<()> {
         let zeros = vec![0u8; ZERO_CHUNK.min(len as usize)];
         let end = offset + len;

@@ -233,7 +233,6 @@ fn generic_steps_fail_clearly_instead_of_pretending() {
         "erase_devices_express",
         "erase_pstore",
         "clean_uefi_nvram",
-        "write_image",
         "inject_files",
         "execute_bootc_install",
         "create_configuration",

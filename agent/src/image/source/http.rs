@@ -26,9 +26,6 @@ use super::{redact_url, DownloadOptions, Feed, FeedMsg, Source, SourceError, FEE
 use crate::image::checksum::{Algorithm, Hasher};
 use crate::net::http::{client_builder, error_chain};
 
-/// Checksum files larger than this are refused.
-const MAX_TEXT: usize = 16 << 20;
-
 /// What makes a resumed range the same file: `If-Range` takes a strong ETag or a date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Validator {
@@ -511,8 +508,13 @@ impl Pump {
     }
 }
 
-/// GETs a small document, with the download retries.
-pub fn fetch_text(url: Url, options: &DownloadOptions) -> Result<String, SourceError> {
+/// GETs a small document (a checksum file, a config drive) of at most `max` bytes, with the
+/// download retries.
+pub fn fetch_bytes(
+    url: Url,
+    options: &DownloadOptions,
+    max: usize,
+) -> Result<Vec<u8>, SourceError> {
     let shown = redact_url(url.as_str());
     let runtime = runtime()?;
     let client = client(options)?;
@@ -526,12 +528,16 @@ pub fn fetch_text(url: Url, options: &DownloadOptions) -> Result<String, SourceE
             .map_err(|e| SourceError::Failed(format!("reading {shown}: {}", error_chain(&e))))?
         {
             body.extend_from_slice(&chunk);
-            if body.len() > MAX_TEXT {
+            if body.len() > max {
                 return Err(SourceError::Fatal(format!(
-                    "{shown} is larger than {MAX_TEXT} bytes"
+                    "{shown} is larger than {max} bytes"
                 )));
             }
         }
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        Ok(body)
     })
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

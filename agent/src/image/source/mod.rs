@@ -247,11 +247,16 @@ pub fn open(
     }
 }
 
-/// Fetches a small text document (a checksum file) with the same options.
-pub fn fetch_text(url: &str, options: &DownloadOptions) -> Result<String, SourceError> {
+/// Fetches a small document (a checksum file, a config drive) of at most `max` bytes with
+/// the same options.
+pub fn fetch_bytes(
+    url: &str,
+    options: &DownloadOptions,
+    max: usize,
+) -> Result<Vec<u8>, SourceError> {
     let parsed = url::Url::parse(url)
-        .map_err(|e| SourceError::Fatal(format!("checksum URL {}: {e}", redact_url(url))))?;
-    http::fetch_text(parsed, options)
+        .map_err(|e| SourceError::Fatal(format!("URL {}: {e}", redact_url(url))))?;
+    http::fetch_bytes(parsed, options, max)
 }
 
 #[cfg(test)]

@@ -1,0 +1,502 @@
+//! Images over HTTP against a real server on loopback that injects faults: dropped
+//! connections (resume with Range + If-Range), files that change (start over), 5xx (retried)
+//! and 4xx (fatal), stalls (read timeout, then resume), wrong checksums, auth headers, and
+//! qcow2 tables read with range requests.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use crate::image::testutil::*;
+use crate::image::ImageError;
+
+/// What the server does with one GET, in the order they arrive.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// Answer with this status and no body.
+    Status(u16),
+    /// Send this many body bytes, then drop the connection.
+    DropAfter(usize),
+    /// Send this many body bytes, then stop sending for a while (the client times out).
+    StallAfter(usize, Duration),
+    /// Wait before answering at all.
+    Delay(Duration),
+    /// Before answering, replace the file (new content, new ETag).
+    Replace(Vec<u8>),
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    range: Option<String>,
+    if_range: Option<String>,
+    authorization: Option<String>,
+    status: u16,
+}
+
+#[derive(Default)]
+struct Files {
+    content: HashMap<String, (Vec<u8>, String)>,
+    generation: u32,
+}
+
+#[derive(Default)]
+struct ServerState {
+    files: Mutex<Files>,
+    faults: Mutex<VecDeque<Fault>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// The fault-injecting image server; stops when dropped.
+struct ImageServer {
+    base: String,
+    state: Arc<ServerState>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ImageServer {
+    fn start() -> ImageServer {
+        let state = Arc::new(ServerState::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new()
+            .route("/{name}", axum::routing::get(serve))
+            .with_state(state.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        ImageServer {
+            base,
+            state,
+            _stop: stop,
+        }
+    }
+
+    /// Serves `content` at `/name`; returns its URL.
+    fn put(&self, name: &str, content: &[u8]) -> String {
+        let mut files = self.state.files.lock().unwrap();
+        files.generation += 1;
+        let etag = format!("\"{name}-{}\"", files.generation);
+        files
+            .content
+            .insert(name.to_string(), (content.to_vec(), etag));
+        format!("{}/{name}", self.base)
+    }
+
+    fn faults(&self, faults: &[Fault]) {
+        self.state
+            .faults
+            .lock()
+            .unwrap()
+            .extend(faults.iter().cloned());
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    fn etag(&self, name: &str) -> String {
+        self.state.files.lock().unwrap().content[name].1.clone()
+    }
+}
+
+enum Piece {
+    Data(Bytes),
+    Sleep(Duration),
+    Drop,
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `bytes=A-` or `bytes=A-B`.
+fn parse_range(range: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = range.strip_prefix("bytes=")?;
+    let (first, last) = spec.split_once('-')?;
+    let first: usize = first.parse().ok()?;
+    let last: usize = if last.is_empty() {
+        len.checked_sub(1)?
+    } else {
+        last.parse::<usize>().ok()?.min(len.checked_sub(1)?)
+    };
+    (first <= last).then_some((first, last))
+}
+
+async fn serve(
+    State(state): State<Arc<ServerState>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let fault = state.faults.lock().unwrap().pop_front();
+    let mut seen = Seen {
+        path: name.clone(),
+        range: header(&headers, "range"),
+        if_range: header(&headers, "if-range"),
+        authorization: header(&headers, "authorization"),
+        status: 200,
+    };
+    match &fault {
+        Some(Fault::Delay(wait)) => tokio::time::sleep(*wait).await,
+        Some(Fault::Replace(content)) => {
+            let mut files = state.files.lock().unwrap();
+            files.generation += 1;
+            let etag = format!("\"{name}-{}\"", files.generation);
+            files.content.insert(name.clone(), (content.clone(), etag));
+        }
+        _ => {}
+    }
+    let file = state.files.lock().unwrap().content.get(&name).cloned();
+    let status = match (&fault, &file) {
+        (Some(Fault::Status(code)), _) => Some(*code),
+        (_, None) => Some(404),
+        _ => None,
+    };
+    if let Some(code) = status {
+        seen.status = code;
+        state.seen.lock().unwrap().push(seen);
+        return Response::builder()
+            .status(code)
+            .body(Body::from("injected"))
+            .unwrap();
+    }
+    let (content, etag) = file.unwrap();
+    let len = content.len();
+    let range = seen
+        .range
+        .as_deref()
+        .and_then(|r| parse_range(r, len))
+        .filter(|_| seen.if_range.as_ref().is_none_or(|v| *v == etag));
+    let (first, last, code) = match range {
+        Some((first, last)) => (first, last, StatusCode::PARTIAL_CONTENT),
+        None => (0, len.saturating_sub(1), StatusCode::OK),
+    };
+    seen.status = code.as_u16();
+    state.seen.lock().unwrap().push(seen);
+    let body = Bytes::from(content[first..(last + 1).min(len)].to_vec());
+    let mut pieces: VecDeque<Piece> = VecDeque::new();
+    let cut = match fault {
+        Some(Fault::DropAfter(n)) => Some((n, None)),
+        Some(Fault::StallAfter(n, wait)) => Some((n, Some(wait))),
+        _ => None,
+    };
+    match cut {
+        Some((n, stall)) => {
+            let n = n.min(body.len());
+            for chunk in body.slice(..n).chunks(256 * 1024) {
+                pieces.push_back(Piece::Data(Bytes::copy_from_slice(chunk)));
+            }
+            match stall {
+                Some(wait) => {
+                    pieces.push_back(Piece::Sleep(wait));
+                    pieces.push_back(Piece::Data(body.slice(n..)));
+                }
+                None => pieces.push_back(Piece::Drop),
+            }
+        }
+        None => {
+            for chunk in body.chunks(256 * 1024) {
+                pieces.push_back(Piece::Data(Bytes::copy_from_slice(chunk)));
+            }
+        }
+    }
+    let stream = futures_util::stream::unfold(pieces, |mut pieces| async move {
+        loop {
+            match pieces.pop_front()? {
+                Piece::Sleep(wait) => tokio::time::sleep(wait).await,
+                Piece::Data(data) => return Some((Ok::<_, std::io::Error>(data), pieces)),
+                Piece::Drop => {
+                    return Some((Err(std::io::Error::other("injected drop")), pieces));
+                }
+            }
+        }
+    });
+    let mut response = Response::builder()
+        .status(code)
+        .header("etag", etag)
+        .header("accept-ranges", "bytes")
+        .header("content-length", (last + 1 - first).to_string());
+    if code == StatusCode::PARTIAL_CONTENT {
+        response = response.header("content-range", format!("bytes {first}-{last}/{len}"));
+    }
+    response.body(Body::from_stream(stream)).unwrap()
+}
+
+fn gpt_less_image(len: usize) -> Vec<u8> {
+    content(len, 42)
+}
+
+fn ranges(seen: &[Seen]) -> Vec<Option<String>> {
+    seen.iter().map(|s| s.range.clone()).collect()
+}
+
+#[test]
+fn http_image_resumes_with_if_range_after_a_dropped_connection() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(6 * MIB + 4096);
+    let url = server.put("disk.raw", &image);
+    server.faults(&[Fault::DropAfter(2 * MIB + 1000)]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 8 * MIB, 0xee);
+    let written = write_to(&disk, &[url], &sha256(&image), Some("raw"), options(3)).unwrap();
+    assert_eq!(written.file_bytes, image.len() as u64);
+    assert_eq!(&std::fs::read(&disk).unwrap()[..image.len()], &image[..]);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].range, None);
+    let resumed_at: usize = seen[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("not a resume: {seen:?}"));
+    assert!(
+        resumed_at > 0 && resumed_at <= 2 * MIB + 1000,
+        "{resumed_at}"
+    );
+    assert_eq!(
+        seen[1].if_range.as_deref(),
+        Some(server.etag("disk.raw").as_str())
+    );
+    assert_eq!(seen[1].status, 206);
+}
+
+#[test]
+fn http_image_that_changes_on_the_server_starts_over_from_byte_zero() {
+    let server = ImageServer::start();
+    let old = gpt_less_image(3 * MIB);
+    let new = content(3 * MIB, 99);
+    let url = server.put("disk.raw", &old);
+    let old_etag = server.etag("disk.raw");
+    server.faults(&[Fault::DropAfter(MIB), Fault::Replace(new.clone())]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 4 * MIB, 0xee);
+    write_to(&disk, &[url], &sha256(&new), None, options(2)).unwrap();
+    assert_eq!(&std::fs::read(&disk).unwrap()[..new.len()], &new[..]);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // The resume named the old ETag; the server answered with the whole new file.
+    assert_eq!(seen[1].if_range.as_deref(), Some(old_etag.as_str()));
+    assert_eq!(seen[1].status, 200);
+    // The write started over with a plain GET.
+    assert_eq!(seen[2].range, None);
+}
+
+#[test]
+fn http_5xx_is_retried_and_4xx_is_fatal_for_every_url() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(MIB + 512);
+    let url = server.put("disk.raw", &image);
+    server.faults(&[Fault::Status(500), Fault::Status(503)]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 4 * MIB, 0xee);
+    write_to(
+        &disk,
+        std::slice::from_ref(&url),
+        &sha256(&image),
+        None,
+        options(2),
+    )
+    .unwrap();
+    assert_eq!(
+        server.seen().iter().map(|s| s.status).collect::<Vec<_>>(),
+        [500, 503, 200]
+    );
+
+    // A 404 ends everything: the second URL is not tried, the disk is not touched.
+    let server = ImageServer::start();
+    let good = server.put("good.raw", &image);
+    let missing = format!("{}/missing.raw", server.base);
+    let disk = disk_named(dir.path(), "disk2", 4 * MIB, 0x77);
+    let err = write_to(&disk, &[missing, good], &sha256(&image), None, options(2)).unwrap_err();
+    assert!(err.is_fatal(), "{err:?}");
+    assert!(err.to_string().contains("404"), "{err}");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "missing.raw");
+    assert!(std::fs::read(&disk).unwrap().iter().all(|&b| b == 0x77));
+}
+
+fn disk_named(dir: &std::path::Path, name: &str, size: usize, fill: u8) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, vec![fill; size]).unwrap();
+    path
+}
+
+#[test]
+fn http_wrong_checksum_is_retried_then_leaves_the_disk_unbootable() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(2 * MIB);
+    let url = server.put("disk.raw", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 4 * MIB, 0xee);
+    let wrong = "ab".repeat(32);
+    let err = write_to(&disk, &[url], &wrong, None, options(1)).unwrap_err();
+    match &err {
+        ImageError::Exhausted { attempts, last, .. } => {
+            assert_eq!(*attempts, 2);
+            assert!(matches!(**last, ImageError::Mismatch { .. }), "{last:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.seen().len(), 2);
+    let written = std::fs::read(&disk).unwrap();
+    assert!(written[..MIB].iter().all(|&b| b == 0), "first MiB cleared");
+    assert!(
+        written[3 * MIB..].iter().all(|&b| b == 0),
+        "last MiB cleared"
+    );
+}
+
+#[test]
+fn http_stalled_transfer_times_out_and_resumes_and_slow_answers_are_waited_for() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(3 * MIB);
+    let url = server.put("disk.raw", &image);
+    server.faults(&[
+        Fault::Delay(Duration::from_millis(200)),
+        Fault::Status(502),
+        Fault::StallAfter(MIB, Duration::from_secs(5)),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 4 * MIB, 0xee);
+    let mut opts = options(3);
+    opts.timeout = Duration::from_millis(800);
+    // The first answer comes late but within the timeout; the next rounds see a 502, then a
+    // stall the client gives up on and resumes after.
+    let first = write_to(
+        &disk,
+        std::slice::from_ref(&url),
+        &sha256(&image),
+        None,
+        opts.clone(),
+    )
+    .unwrap();
+    assert_eq!(first.file_bytes, image.len() as u64);
+    let second = write_to(&disk, &[url], &sha256(&image), None, opts).unwrap();
+    assert_eq!(second.file_bytes, image.len() as u64);
+    assert_eq!(&std::fs::read(&disk).unwrap()[..image.len()], &image[..]);
+    let seen = server.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [200, 502, 200, 206],
+        "{seen:?}"
+    );
+    assert!(
+        seen[3].range.is_some() && seen[3].if_range.is_some(),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn http_sends_the_authorization_header_it_is_given() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(MIB);
+    let url = server.put("disk.raw", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 2 * MIB, 0xee);
+    let mut opts = options(0);
+    opts.authorization = Some("Bearer s3cret-token".into());
+    write_to(&disk, &[url], &sha256(&image), None, opts).unwrap();
+    assert_eq!(
+        server.seen()[0].authorization.as_deref(),
+        Some("Bearer s3cret-token")
+    );
+}
+
+#[test]
+fn http_qcow2_reads_its_tables_with_range_requests_and_matches_qemu_img() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("source.raw");
+    std::fs::write(&raw, content(5 * MIB, 5)).unwrap();
+    let qcow2 = dir.path().join("image.qcow2");
+    qemu_img(&[
+        "convert",
+        "-c",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        "-o",
+        "cluster_size=65536",
+        path_str(&raw),
+        path_str(&qcow2),
+    ]);
+    let reference = dir.path().join("reference.raw");
+    qemu_img(&[
+        "convert",
+        "-f",
+        "qcow2",
+        "-O",
+        "raw",
+        path_str(&qcow2),
+        path_str(&reference),
+    ]);
+    let bytes = std::fs::read(&qcow2).unwrap();
+    let server = ImageServer::start();
+    let url = server.put("image.qcow2", &bytes);
+    // The main stream drops once too: it resumes while the tables came from ranges.
+    server.faults(&[Fault::DropAfter(bytes.len() / 2)]);
+    let disk = disk(dir.path(), 8 * MIB, 0xee);
+    write_to(&disk, &[url], &sha256(&bytes), Some("qcow2"), options(3)).unwrap();
+    let expected = std::fs::read(&reference).unwrap();
+    assert_eq!(
+        &std::fs::read(&disk).unwrap()[..expected.len()],
+        &expected[..]
+    );
+    let seen = server.seen();
+    let etag = server.etag("image.qcow2");
+    let range_reads: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.range.as_deref().is_some_and(|r| !r.ends_with('-')))
+        .collect();
+    assert!(
+        range_reads.len() >= 2,
+        "L1 and L2 reads: {:?}",
+        ranges(&seen)
+    );
+    assert!(range_reads
+        .iter()
+        .all(|s| s.status == 206 && s.if_range.as_deref() == Some(etag.as_str())));
+}
+
+#[test]
+fn http_checksum_files_are_fetched_and_parsed() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(MIB);
+    let mut sums = Vec::new();
+    writeln!(sums, "# sums\n{}  other.raw", "0".repeat(64)).unwrap();
+    writeln!(sums, "{} *disk.raw", sha256(&image)).unwrap();
+    let sums_url = server.put("SHA256SUMS", &sums);
+    let body = crate::image::source::fetch_bytes(&sums_url, &options(0), 1 << 20).unwrap();
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(
+        crate::image::checksum::parse_checksum_file(&text, "disk.raw").unwrap(),
+        sha256(&image)
+    );
+    let err = crate::image::source::fetch_bytes(&sums_url, &options(0), 10).unwrap_err();
+    assert!(err.to_string().contains("larger than 10 bytes"), "{err}");
+}
