@@ -81,8 +81,6 @@ pub struct DiskWriter {
     jobs: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<Result<WriteStats, WriteError>>>,
     spare: Receiver<Vec<u8>>,
-    /// The end of the furthest byte the image wrote or zeroed.
-    image_end: u64,
 }
 
 fn io_error(
@@ -141,20 +139,10 @@ impl DiskWriter {
             jobs: Some(jobs),
             worker: Some(worker),
             spare,
-            image_end: 0,
         })
     }
 
-    pub fn device_size(&self) -> u64 {
-        self.size
-    }
-
-    /// The end of the furthest byte written or zeroed so far.
-    pub fn image_end(&self) -> u64 {
-        self.image_end
-    }
-
-    fn check_fits(&mut self, offset: u64, len: u64) -> Result<(), WriteError> {
+    fn check_fits(&self, offset: u64, len: u64) -> Result<(), WriteError> {
         let end = offset.saturating_add(len);
         if end > self.size {
             return Err(WriteError::TooLarge {
@@ -163,7 +151,6 @@ impl DiskWriter {
                 size: self.size,
             });
         }
-        self.image_end = self.image_end.max(end);
         Ok(())
     }
 

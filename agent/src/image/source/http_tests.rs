@@ -500,3 +500,24 @@ fn http_checksum_files_are_fetched_and_parsed() {
     let err = crate::image::source::fetch_bytes(&sums_url, &options(0), 10).unwrap_err();
     assert!(err.to_string().contains("larger than 10 bytes"), "{err}");
 }
+
+/// Steps run on a blocking thread of the agent's runtime; the source's own runtime must work
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_download_runs_inside_a_blocking_task_of_the_agent_runtime() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(2 * MIB);
+    let url = server.put("disk.raw", &image);
+    server.faults(&[Fault::DropAfter(MIB)]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 4 * MIB, 0xee);
+    let hex = sha256(&image);
+    let path = disk.clone();
+    let written =
+        tokio::task::spawn_blocking(move || write_to(&path, &[url], &hex, None, options(2)))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(written.file_bytes, image.len() as u64);
+    assert_eq!(&std::fs::read(&disk).unwrap()[..image.len()], &image[..]);
+}
