@@ -35,6 +35,7 @@ enum Fault {
 #[derive(Debug, Clone)]
 struct Seen {
     path: String,
+    host: Option<String>,
     range: Option<String>,
     if_range: Option<String>,
     authorization: Option<String>,
@@ -47,8 +48,23 @@ struct Files {
     generation: u32,
 }
 
+/// Which validators the server sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Validators {
+    /// A strong ETag.
+    #[default]
+    ETag,
+    /// A weak ETag (useless for If-Range) and Last-Modified.
+    WeakAndDate,
+    /// Neither: a dropped transfer cannot be resumed.
+    Nothing,
+}
+
+const LAST_MODIFIED: &str = "Wed, 21 Oct 2026 07:28:00 GMT";
+
 #[derive(Default)]
 struct ServerState {
+    validators: Mutex<Validators>,
     files: Mutex<Files>,
     faults: Mutex<VecDeque<Fault>>,
     seen: Mutex<Vec<Seen>>,
@@ -153,6 +169,7 @@ async fn serve(
     let fault = state.faults.lock().unwrap().pop_front();
     let mut seen = Seen {
         path: name.clone(),
+        host: header(&headers, "host"),
         range: header(&headers, "range"),
         if_range: header(&headers, "if-range"),
         authorization: header(&headers, "authorization"),
@@ -184,11 +201,18 @@ async fn serve(
     }
     let (content, etag) = file.unwrap();
     let len = content.len();
+    let validators = *state.validators.lock().unwrap();
     let range = seen
         .range
         .as_deref()
         .and_then(|r| parse_range(r, len))
-        .filter(|_| seen.if_range.as_ref().is_none_or(|v| *v == etag));
+        .filter(|_| {
+            seen.if_range.as_ref().is_none_or(|v| match validators {
+                Validators::ETag => *v == etag,
+                Validators::WeakAndDate => v == LAST_MODIFIED,
+                Validators::Nothing => false,
+            })
+        });
     let (first, last, code) = match range {
         Some((first, last)) => (first, last, StatusCode::PARTIAL_CONTENT),
         None => (0, len.saturating_sub(1), StatusCode::OK),
@@ -233,9 +257,17 @@ async fn serve(
             }
         }
     });
-    let mut response = Response::builder()
-        .status(code)
-        .header("etag", etag)
+    let mut response = Response::builder().status(code);
+    match validators {
+        Validators::ETag => response = response.header("etag", etag),
+        Validators::WeakAndDate => {
+            response = response
+                .header("etag", format!("W/{etag}"))
+                .header("last-modified", LAST_MODIFIED)
+        }
+        Validators::Nothing => {}
+    }
+    let mut response = response
         .header("accept-ranges", "bytes")
         .header("content-length", (last + 1 - first).to_string());
     if code == StatusCode::PARTIAL_CONTENT {
@@ -520,4 +552,80 @@ async fn http_download_runs_inside_a_blocking_task_of_the_agent_runtime() {
             .unwrap();
     assert_eq!(written.file_bytes, image.len() as u64);
     assert_eq!(&std::fs::read(&disk).unwrap()[..image.len()], &image[..]);
+}
+
+#[test]
+fn http_resume_uses_last_modified_without_a_strong_etag_and_starts_over_without_either() {
+    let server = ImageServer::start();
+    *server.state.validators.lock().unwrap() = Validators::WeakAndDate;
+    let image = gpt_less_image(3 * MIB);
+    let url = server.put("disk.raw", &image);
+    server.faults(&[Fault::DropAfter(MIB + 10)]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 4 * MIB, 0xee);
+    write_to(
+        &disk,
+        std::slice::from_ref(&url),
+        &sha256(&image),
+        None,
+        options(2),
+    )
+    .unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1].if_range.as_deref(), Some(LAST_MODIFIED));
+    assert_eq!(seen[1].status, 206);
+
+    let server = ImageServer::start();
+    *server.state.validators.lock().unwrap() = Validators::Nothing;
+    let url = server.put("disk.raw", &image);
+    server.faults(&[Fault::DropAfter(MIB + 10)]);
+    write_to(&disk, &[url], &sha256(&image), None, options(2)).unwrap();
+    assert_eq!(ranges(&server.seen()), [None, None]);
+    assert_eq!(&std::fs::read(&disk).unwrap()[..image.len()], &image[..]);
+}
+
+#[test]
+fn http_goes_through_the_proxy_unless_no_proxy_names_the_host() {
+    let proxy = ImageServer::start();
+    let image = gpt_less_image(MIB);
+    proxy.put("disk.raw", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 2 * MIB, 0xee);
+    let mut opts = options(0);
+    opts.http_proxy = Some(proxy.base.clone());
+    // A host that does not resolve: only the proxy can answer for it.
+    let url = "http://images.rivet.invalid/disk.raw".to_string();
+    write_to(&disk, &[url], &sha256(&image), None, opts.clone()).unwrap();
+    assert_eq!(
+        proxy.seen()[0].host.as_deref(),
+        Some("images.rivet.invalid")
+    );
+
+    let direct = ImageServer::start();
+    let url = direct.put("disk.raw", &image);
+    opts.no_proxy = Some("127.0.0.1".into());
+    write_to(&disk, &[url], &sha256(&image), None, opts).unwrap();
+    assert_eq!(proxy.seen().len(), 1, "no_proxy bypassed the proxy");
+    assert_eq!(direct.seen().len(), 1);
+}
+
+#[test]
+fn http_download_ends_at_image_download_max_duration() {
+    let server = ImageServer::start();
+    let image = gpt_less_image(2 * MIB);
+    let url = server.put("disk.raw", &image);
+    server.faults(&[Fault::StallAfter(MIB, Duration::from_secs(2))]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 4 * MIB, 0xee);
+    let mut opts = options(3);
+    opts.deadline = Some(std::time::Instant::now() + Duration::from_millis(300));
+    let err = write_to(&disk, &[url], &sha256(&image), None, opts).unwrap_err();
+    assert!(err.is_fatal(), "{err:?}");
+    assert!(
+        err.to_string().contains("image_download_max_duration"),
+        "{err}"
+    );
+    assert_eq!(server.seen().len(), 1);
+    assert!(std::fs::read(&disk).unwrap()[..MIB].iter().all(|&b| b == 0));
 }
