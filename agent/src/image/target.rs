@@ -183,3 +183,95 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/rivet-disk"), "{err}");
     }
 }
+
+/// The real block-device path (`O_EXCL`, `BLKGETSIZE64`, `BLKZEROOUT`, `BLKRRPART`) on a
+/// loop device over a temporary file; never on this machine's disks.
+#[cfg(test)]
+mod loop_tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::image::testutil::*;
+
+    /// A loop device, detached when dropped.
+    struct LoopDevice(PathBuf);
+
+    impl LoopDevice {
+        fn attach(file: &Path) -> LoopDevice {
+            let output = Command::new("losetup")
+                .args(["--find", "--show", "--partscan", path_str(file)])
+                .output()
+                .expect("losetup (util-linux) is required by this test");
+            assert!(
+                output.status.success(),
+                "losetup needs root and /dev/loop-control: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            LoopDevice(PathBuf::from(
+                String::from_utf8_lossy(&output.stdout).trim(),
+            ))
+        }
+    }
+
+    impl Drop for LoopDevice {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn a_loop_device_takes_a_qcow2_image_like_qemu_img_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("source.raw");
+        let mut source = content(6 * MIB, 21);
+        // An MBR with one partition, for the partition table re-read.
+        source[446 + 4] = 0x83;
+        source[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+        source[446 + 12..446 + 16].copy_from_slice(&4096u32.to_le_bytes());
+        source[510] = 0x55;
+        source[511] = 0xaa;
+        std::fs::write(&raw, &source).unwrap();
+        let qcow2 = dir.path().join("image.qcow2");
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            path_str(&raw),
+            path_str(&qcow2),
+        ]);
+        let backing = disk(dir.path(), 16 * MIB, 0xee);
+        let device = LoopDevice::attach(&backing);
+
+        let held = DiskFile::open(&device.0).unwrap();
+        assert!(held.block_device);
+        assert_eq!(held.size(), 16 * MIB as u64);
+        // O_EXCL: a second exclusive opener is refused while the first holds it.
+        let busy = DiskFile::open(&device.0).unwrap_err();
+        assert_eq!(busy.kind(), std::io::ErrorKind::ResourceBusy, "{busy}");
+        drop(held);
+
+        write_to(
+            &device.0,
+            &[file_url(&qcow2)],
+            &sha256_file(&qcow2),
+            None,
+            options(0),
+        )
+        .unwrap();
+        let written = std::fs::read(&backing).unwrap();
+        assert_eq!(&written[..source.len()], &source[..]);
+        assert!(written[source.len()..15 * MIB].iter().all(|&b| b == 0xee));
+        assert!(
+            written[15 * MIB..].iter().all(|&b| b == 0),
+            "BLKZEROOUT cleared the end"
+        );
+        // Whether a partition node appears depends on the kernel's partition parsers (not
+        // all kernels this runs on have MBR support); the ioctl itself must succeed.
+        DiskFile::open(&device.0)
+            .unwrap()
+            .reread_partitions()
+            .unwrap();
+    }
+}
