@@ -10,6 +10,8 @@
 
 pub mod file;
 pub mod http;
+#[cfg(test)]
+mod test_server;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
