@@ -146,6 +146,21 @@ fn widen_protective_mbr(file: &File, sector_size: u64) -> Result<(), LabelError>
         .map_err(io("writing the protective MBR"))
 }
 
+/// How many partitions the disk's partition table lists (GPT entries in use, else MBR
+/// primary entries); 0 without a partition table.
+pub fn partition_count(file: &File) -> Result<usize, LabelError> {
+    if let Some(gpt) = read_gpt(file) {
+        return Ok(gpt.iter().filter(|(_, entry)| entry.is_used()).count());
+    }
+    let mut mbr = [0u8; 512];
+    file.read_exact_at(&mut mbr, 0)
+        .map_err(io("reading the MBR"))?;
+    if mbr[510..512] != [0x55, 0xaa] {
+        return Ok(0);
+    }
+    Ok(mbr_entries(&mbr).iter().filter(|e| e.0 != 0).count())
+}
+
 /// Where the config drive went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigDrivePartition {

@@ -74,6 +74,7 @@ fn gpt_disk(dir: &std::path::Path, disk_mib: u64) -> File {
 fn gpt_backup_moves_to_the_end_and_the_config_drive_takes_the_last_64_mib() {
     let dir = tempfile::tempdir().unwrap();
     let file = gpt_disk(dir.path(), 200);
+    assert_eq!(partition_count(&file).unwrap(), 1);
     assert!(fix_gpt(&file).unwrap());
     assert!(!fix_gpt(&file).unwrap(), "a second fix changes nothing");
     let sectors = 200 * MIB / 512;
@@ -122,6 +123,7 @@ fn mbr_disks_get_a_new_primary_partition() {
         .open(&path)
         .unwrap();
     assert_eq!(disk_identifier(&file).unwrap(), "0xdeadbeef");
+    assert_eq!(partition_count(&file).unwrap(), 1);
     assert!(!fix_gpt(&file).unwrap());
     let iso = config_drive_iso();
     let placed = write_config_drive(&file, &iso).unwrap();
@@ -145,6 +147,7 @@ fn a_disk_without_a_partition_table_gets_no_config_drive() {
         .write(true)
         .open(&path)
         .unwrap();
+    assert_eq!(partition_count(&file).unwrap(), 0);
     let err = write_config_drive(&file, &config_drive_iso()).unwrap_err();
     assert!(err.to_string().contains("no partition table"), "{err}");
 }

@@ -242,8 +242,15 @@ fn config_drive(drive: &ConfigDrive, options: &DownloadOptions) -> Result<Vec<u8
     disklabel::decode_config_drive(&raw, from_url).map_err(|e| invalid(e.to_string()))
 }
 
-/// After the verified image: GPT backup to the end, the config drive, the disk identifier.
+/// After the verified image: GPT backup to the end, at least one partition (as IPA checks),
+/// the config drive, the disk identifier.
 fn finish_disk(disk: &DiskFile, drive: Option<&[u8]>) -> Result<String, disklabel::LabelError> {
+    if disklabel::partition_count(disk.file())? == 0 {
+        return Err(disklabel::LabelError::Invalid(format!(
+            "no partitions found on {} after writing the whole-disk image",
+            disk.name()
+        )));
+    }
     if disklabel::fix_gpt(disk.file())? {
         tracing::info!(device = %disk.name(), "moved the GPT backup to the end of the disk");
     }

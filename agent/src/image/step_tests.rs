@@ -282,3 +282,29 @@ fn write_image_step_fails_clearly_on_bad_input() {
     assert!(written[..MIB].iter().all(|&b| b == 0));
     assert!(s.ctx.state().partition_uuids.is_none());
 }
+
+#[test]
+fn write_image_step_refuses_an_image_without_partitions_and_clears_the_disk() {
+    let s = setup();
+    // A bare file system image, no partition table: IPA fails such a deploy too.
+    let bare = crate::image::testutil::content(3 * MIB, 5);
+    let path = s.disk.with_file_name("bare.img");
+    std::fs::write(&path, &bare).unwrap();
+    let mut info = image_info(&s, &sha256(&bare));
+    info["urls"] = json!([file_url(&path)]);
+    let err = run(
+        &s,
+        vec![device("sdb", &s.disk, "S1")],
+        json!({"image_info": info}),
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, StepError::Ipa { type_, .. } if type_ == "ImageWriteError"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no partitions"), "{err}");
+    assert!(std::fs::read(&s.disk).unwrap()[..MIB]
+        .iter()
+        .all(|&b| b == 0));
+}
