@@ -346,3 +346,5 @@ pub fn manage_uefi(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub mod testutil;

@@ -349,6 +349,7 @@ pub fn write_image(
         let mut uuids = serde_json::Map::new();
         uuids.insert("root uuid".into(), Value::String(root_uuid.clone()));
         s.partition_uuids = Some(uuids);
+        s.root_device = Some(device.path.clone());
     });
     let message = format!("image ({id}) written to device {dev} root_uuid={root_uuid}");
     Ok(json!({ "result": format!("prepare_image: {message}") }))
