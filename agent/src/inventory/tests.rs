@@ -1,0 +1,2 @@
+//! Inventory collection on fixture trees captured from real machines (agent/tests/fixtures/
+//! inventory, see its INDEX).
