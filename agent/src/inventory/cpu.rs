@@ -31,6 +31,7 @@ pub fn collect(fs: &HostFs, machine: &str, smbios: Option<&Smbios>) -> Result<Cp
     let model_name = get("model name")
         .or_else(|| get("cpu model"))
         .or_else(|| get("cpu"))
+        .or_else(|| arm_core_name(get("cpu implementer")?.as_str(), get("cpu part")?.as_str()))
         .or_else(|| {
             processors
                 .iter()
@@ -112,23 +113,55 @@ fn max_cpufreq_mhz(fs: &HostFs) -> Option<f64> {
         .map(|khz| khz as f64 / 1000.0)
 }
 
-/// Distinct `physical_package_id`s, else distinct `physical id`s of cpuinfo, else the
-/// populated SMBIOS sockets, else 1.
+/// The core name lscpu prints for an ARM `CPU implementer` / `CPU part` pair, for the
+/// cores found in servers (and in the fixtures); `None` for others.
+fn arm_core_name(implementer: &str, part: &str) -> Option<String> {
+    let implementer = u32::from_str_radix(implementer.trim_start_matches("0x"), 16).ok()?;
+    let part = u32::from_str_radix(part.trim_start_matches("0x"), 16).ok()?;
+    let name = match (implementer, part) {
+        (0x41, 0xd03) => "Cortex-A53",
+        (0x41, 0xd07) => "Cortex-A57",
+        (0x41, 0xd08) => "Cortex-A72",
+        (0x41, 0xd0c) => "Neoverse-N1",
+        (0x41, 0xd40) => "Neoverse-V1",
+        (0x41, 0xd46) => "Cortex-A510",
+        (0x41, 0xd47) => "Cortex-A710",
+        (0x41, 0xd49) => "Neoverse-N2",
+        (0x41, 0xd4d) => "Cortex-A715",
+        (0x41, 0xd4e) => "Cortex-X3",
+        (0x41, 0xd4f) => "Neoverse-V2",
+        (0x41, 0xd8e) => "Neoverse-N3",
+        (0x43, 0x0af) => "ThunderX2 99xx",
+        (0x48, 0xd01) => "TaiShan-v110",
+        (0xc0, 0xac3) => "Ampere-1",
+        (0xc0, 0xac4) => "Ampere-1a",
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
+/// Distinct `physical_package_id`s; where the kernel reports -1 (POWER), distinct
+/// `core_siblings_list`s as lscpu counts them; else distinct `physical id`s of cpuinfo;
+/// else the populated SMBIOS sockets; else 1.
 fn socket_count(fs: &HostFs, blocks: &[Vec<(String, String)>], smbios_sockets: usize) -> u32 {
-    let packages: BTreeSet<i64> = fs
-        .numbered("sys/devices/system/cpu", "cpu")
-        .into_iter()
-        .filter_map(|(_, name)| {
-            fs.attribute(&format!(
-                "sys/devices/system/cpu/{name}/topology/physical_package_id"
-            ))?
-            .parse()
-            .ok()
-        })
+    let cpus = fs.numbered("sys/devices/system/cpu", "cpu");
+    let topology = |name: &str, file: &str| {
+        fs.attribute(&format!("sys/devices/system/cpu/{name}/topology/{file}"))
+    };
+    let packages: BTreeSet<i64> = cpus
+        .iter()
+        .filter_map(|(_, name)| topology(name, "physical_package_id")?.parse().ok())
         .filter(|id: &i64| *id >= 0)
         .collect();
     if !packages.is_empty() {
         return packages.len() as u32;
+    }
+    let sibling_sets: BTreeSet<String> = cpus
+        .iter()
+        .filter_map(|(_, name)| topology(name, "core_siblings_list"))
+        .collect();
+    if !sibling_sets.is_empty() {
+        return sibling_sets.len() as u32;
     }
     let physical_ids: BTreeSet<&str> = blocks
         .iter()
