@@ -9,6 +9,7 @@ pub mod disks;
 pub mod init;
 pub mod inventory;
 pub mod ironic;
+pub mod lldp;
 pub mod logbuf;
 pub mod net;
 pub mod pace;
