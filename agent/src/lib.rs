@@ -20,3 +20,4 @@ pub mod settings;
 pub mod steps;
 pub mod syslogs;
 pub mod tls;
+pub mod wiring;
