@@ -1,12 +1,13 @@
 //! State shared by the agent's parts for the life of one boot.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rivet_protocol::lookup::LookupNode;
 use rivet_protocol::JsonObject;
 use tokio::sync::watch;
 
+use crate::lldp::LldpBoard;
 use crate::progress::ProgressBoard;
 use crate::settings::{Secret, Settings, TlsVersion};
 
@@ -47,6 +48,8 @@ pub struct AgentContext {
     pub settings: Settings,
     /// Progress of long-running steps.
     pub progress: ProgressBoard,
+    /// What LLDP heard on each link (inspection, `verify_wiring`).
+    pub lldp: Arc<LldpBoard>,
     /// When the agent started; `GET /v1/status` reports it as `started_at`.
     pub started_at: SystemTime,
     state: RwLock<RuntimeState>,
@@ -71,6 +74,7 @@ impl AgentContext {
         AgentContext {
             settings,
             progress: ProgressBoard::default(),
+            lldp: Arc::new(LldpBoard::default()),
             started_at: SystemTime::now(),
             state: RwLock::new(state),
             lifecycle,

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod context;
 pub mod disks;
 pub mod init;
+pub mod inspection;
 pub mod inventory;
 pub mod ironic;
 pub mod lldp;

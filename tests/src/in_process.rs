@@ -90,7 +90,7 @@ impl InProcessAgent {
         // implementation must get a fake for its disk access here first.
         let runner = Arc::new(CommandRunner::with_host(
             ctx.clone(),
-            HardwareManagers::builtin(&ctx.settings),
+            HardwareManagers::builtin(&ctx.settings, ctx.lldp.clone()),
             power.clone(),
             logs,
             host,

@@ -125,6 +125,24 @@ impl LldpBoard {
         self.changed.notify_all();
     }
 
+    /// Records a whole finished session at once: what a fake hears, or frames read by
+    /// other means. Fails (returns false) while a session is running.
+    pub fn record_session(&self, links: &[String], frames: Vec<(String, frame::Frame)>) -> bool {
+        let Some(session) = self.begin() else {
+            return false;
+        };
+        for (link, frame) in frames {
+            self.record(&link, session, frame);
+        }
+        self.finish(SessionSummary {
+            links: links.to_vec(),
+            end: SessionEnd::Timeout,
+            took: Duration::ZERO,
+            errors: Vec::new(),
+        });
+        true
+    }
+
     /// Whether a session is running now.
     pub fn listening(&self) -> bool {
         self.lock().listening
