@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bootconfig;
 pub mod cli;
 pub mod commands;
 pub mod context;
@@ -21,4 +22,5 @@ pub mod settings;
 pub mod steps;
 pub mod syslogs;
 pub mod tls;
+pub mod vmedia;
 pub mod wiring;
