@@ -30,7 +30,7 @@ const CLEAN: &str = "manual-clean";
 const NOT_YET_IMPLEMENTED: &[&str] = &["write_image", "erase_devices_metadata"];
 
 /// rivet's own steps, which the recorded (IPA-shaped) agent did not advertise.
-const RIVET_STEPS: &[&str] = &["sleep"];
+const RIVET_STEPS: &[&str] = &["sleep", "verify_wiring"];
 
 /// IPA's reply to a missing or wrong token, as the conductor recorded it (faults.jsonl,
 /// `reject-token`).
