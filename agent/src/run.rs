@@ -80,7 +80,7 @@ pub async fn run(
     if inspecting {
         tokio::select! {
             uuid = inspect(&ctx, &client, &managers, &logs, &pacer) => node_uuid = uuid,
-            _ = shutdown.changed() => return Ok(RunOutcome::Interrupted),
+            _ = shutdown_requested(&mut shutdown) => return Ok(RunOutcome::Interrupted),
         }
     }
     if ctx.settings.api_urls.is_empty() {
@@ -88,13 +88,13 @@ pub async fn run(
             "inspection is done and no Ironic API URL (ipa-api-url) is configured: \
              nothing more to do until the agent is stopped"
         );
-        let _ = shutdown.changed().await;
+        shutdown_requested(&mut shutdown).await;
         return Ok(RunOutcome::Interrupted);
     }
     let policy = LookupPolicy::from_settings(&ctx.settings);
     let answer = tokio::select! {
         answer = lookup_node(&client, &macs, node_uuid.as_deref(), policy, &pacer) => answer.context("looking up this node in Ironic")?,
-        _ = shutdown.changed() => return Ok(RunOutcome::Interrupted),
+        _ = shutdown_requested(&mut shutdown) => return Ok(RunOutcome::Interrupted),
     };
     let outcome = apply_lookup(&ctx, &answer);
     tracing::info!(node = %answer.node.uuid, "lookup: {outcome}");
@@ -151,7 +151,7 @@ pub async fn run(
             changed = lifecycle.changed() => if changed.is_err() {
                 break RunOutcome::Interrupted;
             },
-            _ = shutdown.changed() => break RunOutcome::Interrupted,
+            _ = shutdown_requested(&mut shutdown) => break RunOutcome::Interrupted,
         }
     };
     ctx.set_lifecycle(Lifecycle::Stopped {
@@ -279,6 +279,13 @@ fn cache_inventory(ctx: &Arc<AgentContext>) {
         let inventory = inspection::inventory_json(&collected.inventory);
         ctx.update_state(|state| state.inventory = inventory);
     });
+}
+
+/// Resolves when `shutdown` turns true; a dropped sender means "never", not "now".
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Waits up to a minute for any NIC with a MAC address; lookup without one fails.
