@@ -162,7 +162,8 @@ fn size_text(bytes: u64) -> String {
         ("bytes", 1),
     ];
     for (unit, size) in UNITS {
-        if bytes >= size && bytes % size == 0 {
+        // Units are powers of two: divisible means enough trailing zero bits.
+        if bytes >= size && bytes.trailing_zeros() >= size.trailing_zeros() {
             return format!("{} {unit}", bytes / size);
         }
     }
