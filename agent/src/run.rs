@@ -68,6 +68,8 @@ pub async fn run(
         tokio::time::sleep(ctx.settings.hardware_initialization_delay).await;
     }
     let macs = wait_for_macs(&net).await;
+    // Whatever way run() ends, a listening session must not keep the process alive.
+    let _stop_lldp = StopLldpOnDrop(ctx.lldp.clone());
     if ctx.settings.lldp_listen {
         start_lldp(&ctx, &net);
     }
@@ -164,6 +166,15 @@ pub async fn run(
     heartbeater.await.context("stopping the heartbeater")?;
     tracing::info!(?outcome, "the agent stopped serving");
     Ok(outcome)
+}
+
+/// Cancels the LLDP session when dropped.
+struct StopLldpOnDrop(Arc<crate::lldp::LldpBoard>);
+
+impl Drop for StopLldpOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Listens for LLDP on every interface, on a blocking thread, from now on (design step 5);

@@ -12,6 +12,7 @@ pub mod neighbor;
 pub mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,6 +50,8 @@ pub enum SessionEnd {
     Timeout,
     /// No link could be listened on.
     NoLinks,
+    /// [`LldpBoard::cancel`] was called (the agent is stopping).
+    Cancelled,
 }
 
 /// How a session went.
@@ -74,6 +77,7 @@ struct BoardState {
 pub struct LldpBoard {
     state: Mutex<BoardState>,
     changed: Condvar,
+    cancel: AtomicBool,
 }
 
 impl LldpBoard {
@@ -93,6 +97,12 @@ impl LldpBoard {
         state.listening = true;
         state.session += 1;
         Some(state.session)
+    }
+
+    /// Ends the running session, and any later one, at its next tick (within 200 ms): the
+    /// agent is stopping.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
     }
 
     fn record(&self, link: &str, session: u64, frame: frame::Frame) {
@@ -256,6 +266,9 @@ pub fn listen(
     let end = loop {
         if sockets.is_empty() {
             break SessionEnd::NoLinks;
+        }
+        if board.cancel.load(Ordering::SeqCst) {
+            break SessionEnd::Cancelled;
         }
         let carriers: BTreeSet<String> = sockets
             .iter()

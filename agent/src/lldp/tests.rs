@@ -103,3 +103,17 @@ fn one_session_at_a_time() {
     );
     assert_eq!(board.begin(), Some(2));
 }
+
+#[test]
+fn a_cancelled_board_ends_sessions_at_once() {
+    let board = LldpBoard::default();
+    board.cancel();
+    // "lo" can always be listened on; the session must still end before its timeout.
+    let options = ListenOptions {
+        timeout: Duration::from_secs(3600),
+        end_early: true,
+        transmit_as: None,
+    };
+    let summary = listen(&["lo".to_string()], &options, &board, &KernelLinks).unwrap();
+    assert_eq!(summary.end, SessionEnd::Cancelled, "{summary:?}");
+}
