@@ -1,13 +1,14 @@
 //! State shared by the agent's parts for the life of one boot.
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rivet_protocol::lookup::LookupNode;
 use rivet_protocol::JsonObject;
 use tokio::sync::watch;
 
+use crate::lldp::LldpBoard;
 use crate::progress::ProgressBoard;
 use crate::settings::{Secret, Settings, TlsVersion};
 
@@ -50,6 +51,8 @@ pub struct AgentContext {
     pub settings: Settings,
     /// Progress of long-running steps.
     pub progress: ProgressBoard,
+    /// What LLDP heard on each link (inspection, `verify_wiring`).
+    pub lldp: Arc<LldpBoard>,
     /// When the agent started; `GET /v1/status` reports it as `started_at`.
     pub started_at: SystemTime,
     state: RwLock<RuntimeState>,
@@ -75,6 +78,7 @@ impl AgentContext {
         AgentContext {
             settings,
             progress: ProgressBoard::default(),
+            lldp: Arc::new(LldpBoard::default()),
             started_at: SystemTime::now(),
             state: RwLock::new(state),
             lifecycle,

@@ -319,6 +319,34 @@ impl RealIronic {
             .await
     }
 
+    /// In-band inspection (`manageable` -> `inspecting` -> `inspect wait`).
+    pub async fn inspect(&self, uuid: &str) -> Result<()> {
+        self.set_provision_state(uuid, &json!({"target": "inspect"}))
+            .await
+    }
+
+    /// The node's ports' MAC addresses, sorted.
+    pub async fn port_addresses(&self, uuid: &str) -> Result<Vec<String>> {
+        let ports = self
+            .call(Method::GET, &format!("/v1/nodes/{uuid}/ports"), None)
+            .await?;
+        let mut addresses: Vec<String> = ports["ports"]
+            .as_array()
+            .with_context(|| format!("no port list: {ports}"))?
+            .iter()
+            .filter_map(|p| p["address"].as_str().map(str::to_owned))
+            .collect();
+        addresses.sort();
+        Ok(addresses)
+    }
+
+    /// `GET /v1/nodes/<uuid>/inventory`: `{"inventory": ..., "plugin_data": ...}` as stored
+    /// by inspection.
+    pub async fn inventory(&self, uuid: &str) -> Result<Value> {
+        self.call(Method::GET, &format!("/v1/nodes/{uuid}/inventory"), None)
+            .await
+    }
+
     /// Manual cleaning with the given step list.
     pub async fn clean(&self, uuid: &str, clean_steps: Value) -> Result<()> {
         self.set_provision_state(

@@ -20,7 +20,7 @@ use crate::power::FakePower;
 use crate::settings::Settings;
 use crate::steps::{
     GenericHardwareManager, HardwareManager, HardwareManagers, HardwareSupport,
-    RivetHardwareManager, StepCall, StepError,
+    RivetHardwareManager, StepCall, StepError, WiringSources,
 };
 use crate::syslogs::{FakeAddresses, FakeKernelLog, LogSources};
 
@@ -131,7 +131,10 @@ pub(super) fn harness_with(options: Options) -> Harness {
     let gate = Arc::new(Gate::default());
     let managers = HardwareManagers::new(vec![
         Arc::new(GenericHardwareManager::new(&options.settings)),
-        Arc::new(RivetHardwareManager::new()),
+        Arc::new(RivetHardwareManager::new(WiringSources::live(
+            &options.settings,
+            ctx.lldp.clone(),
+        ))),
         Arc::new(TestManager { gate: gate.clone() }),
     ]);
     let power = Arc::new(options.power);
