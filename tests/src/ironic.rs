@@ -87,13 +87,21 @@ impl RealIronic {
     /// [`TestNet::block_on`]): the harness's own REST calls go to the bridge address. Ironic
     /// ends when the thread that started it ends (see [`TestNet::command`]).
     pub async fn start_in(net: &TestNet) -> Result<RealIronic> {
+        RealIronic::start_in_with(net, &[]).await
+    }
+
+    /// [`Self::start_in`] with extra options, as in [`Self::start_with`].
+    pub async fn start_in_with(
+        net: &TestNet,
+        options: &[(&str, &str, &str)],
+    ) -> Result<RealIronic> {
         ensure_in_namespace(net)?;
         let host = IpAddr::V4(net.bridge_address());
         Self::launch(
             host,
             NAMESPACE_API_PORT,
             |program| net.command(program),
-            &[],
+            options,
         )
         .await
     }

@@ -102,7 +102,12 @@ fn inspection_of_a_vm_with_lldp_from_its_switch() {
     // lldpd, Ironic and the VM end with the thread that started them: all live in here.
     let outcome = lab.net.block_on(async {
         let switch = or_panic(Switch::start(&lab.net));
-        let ironic = or_panic(RealIronic::start_in(&lab.net).await);
+        // Ironic keeps the `logs` collector's archive only in its deploy-logs directory (it
+        // drops `logs` from the stored plugin data), and only with this option.
+        let ironic = or_panic(
+            RealIronic::start_in_with(&lab.net, &[("agent", "deploy_logs_collect", "always")])
+                .await,
+        );
         let uuid = or_panic(enroll_for_inspection(&ironic).await);
         let mut vm = or_panic(
             lab.vm("bios-inspect", Firmware::Bios, Medium::Cd)
@@ -131,7 +136,8 @@ fn inspection_of_a_vm_with_lldp_from_its_switch() {
                 )
                 .await,
         );
-        if let Err(e) = check(&done, &stored, &ports) {
+        let logs = stored_inspection_logs(&ironic, &uuid);
+        if let Err(e) = logs.and_then(|()| check(&done, &stored, &ports)) {
             panic!("{e:#}\nlldpd:\n{}", switch.log());
         }
         let neighbors = or_panic(switch.neighbors(&lab.net));
@@ -226,7 +232,7 @@ fn check(done: &Value, stored: &Value, ports: &Value) -> Result<()> {
         "parse-lldp: {}",
         plugin["parsed_lldp"]
     );
-    for key in ["pci_devices", "numa_topology", "dmi", "logs"] {
+    for key in ["pci_devices", "numa_topology", "dmi"] {
         ensure!(
             plugin.get(key).is_some_and(|v| !v.is_null()),
             "plugin data lacks {key}"
@@ -244,6 +250,41 @@ fn check(done: &Value, stored: &Value, ports: &Value) -> Result<()> {
         "local_link_connection from LLDP: {link}"
     );
     ensure!(link["switch_id"].is_string(), "no switch_id: {link}");
+    Ok(())
+}
+
+/// The `logs` collector's archive as Ironic stored it (`<node>_inspect_<time>.tar.gz` under
+/// `[agent] deploy_logs_local_path`): a gzip tarball with the agent's log, dmesg and the
+/// inventory.
+fn stored_inspection_logs(ironic: &RealIronic, uuid: &str) -> Result<()> {
+    let dir = ironic.state_dir().join("deploy-logs");
+    let entries = std::fs::read_dir(&dir)
+        .with_context(|| format!("Ironic stored no ramdisk logs in {}", dir.display()))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    let name = names
+        .iter()
+        .find(|n| n.starts_with(uuid) && n.contains("_inspect_"))
+        .with_context(|| format!("no inspection logs for {uuid} in {names:?}"))?;
+    let file = std::fs::File::open(dir.join(name)).with_context(|| format!("opening {name}"))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut members = Vec::new();
+    for entry in archive
+        .entries()
+        .with_context(|| format!("reading {name}"))?
+    {
+        let entry = entry.with_context(|| format!("reading {name}"))?;
+        members.push(entry.path()?.to_string_lossy().into_owned());
+    }
+    for wanted in ["rivet-agent.log", "dmesg", "inventory.json"] {
+        ensure!(
+            members.iter().any(|m| m.ends_with(wanted)),
+            "{name} lacks {wanted}: {members:?}"
+        );
+    }
     Ok(())
 }
 
