@@ -399,6 +399,9 @@ fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, DiskError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        // An attribute the device cannot answer: an ATAPI CD's `device/wwid` fails with
+        // ENXIO, as udev and lsblk see it; absent, not an error.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV)) => Ok(None),
         Err(e) => Err(io_error(path, e)),
     }
 }
