@@ -7,6 +7,8 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod disks;
+pub mod efi;
+pub mod image;
 pub mod init;
 pub mod inspection;
 pub mod inventory;
