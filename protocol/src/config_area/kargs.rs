@@ -37,9 +37,13 @@ pub fn encode_field(args: &str, len: usize) -> Result<Vec<u8>, FormatError> {
     check(args)?;
     let args = normalize(args);
     if args.len() + 1 > len {
-        return Err(FormatError::TooLarge {
-            need: args.len() as u64 + 1,
-            have: len as u64,
+        return Err(FormatError::Invalid {
+            what: WHAT,
+            problem: format!(
+                "{} bytes, but the boot loader configs have room for {}",
+                args.len(),
+                len.saturating_sub(1)
+            ),
         });
     }
     let mut field = Vec::with_capacity(len);
@@ -88,9 +92,10 @@ mod tests {
 
     #[test]
     fn too_long_or_loader_syntax_is_refused() {
+        let err = encode_field("abcd", 4).unwrap_err().to_string();
         assert_eq!(
-            encode_field("abcd", 4),
-            Err(FormatError::TooLarge { need: 5, have: 4 })
+            err,
+            "kernel arguments: 4 bytes, but the boot loader configs have room for 3"
         );
         for bad in ["a;reboot", "x=$y", "q=\"a b\"", "a\nb", "a #b", "{x}"] {
             assert!(check(bad).is_err(), "{bad}");
