@@ -4,7 +4,7 @@
 //! | Entry | What the agent does with it |
 //! |---|---|
 //! | `settings` | settings in kernel-parameter syntax (`ipa-api-url=...`), one or more per line; the highest-priority settings source |
-//! | `network_data.json` | OpenStack network_data.json, applied as static network configuration |
+//! | `network_data.json` | OpenStack network_data.json ([`NetworkData`]), applied as static network configuration |
 //! | `ca.pem` | CA bundle, installed as [`CA_PATH`](super::CA_PATH) and used as `cafile` |
 //! | `files/<path>` | installed as `/<path>` with the entry's permission bits |
 //!
@@ -14,6 +14,7 @@
 use std::io::Read;
 
 use super::FormatError;
+use crate::network_data::NetworkData;
 
 const SETTINGS: &str = "settings";
 const NETWORK_DATA: &str = "network_data.json";
@@ -38,7 +39,7 @@ pub struct File {
 pub struct Contents {
     /// Kernel-parameter syntax: `key=value` tokens; lines starting with `#` are comments.
     pub settings: Option<String>,
-    /// network_data.json, checked to be a JSON object.
+    /// network_data.json, checked to parse as [`NetworkData`].
     pub network_data: Option<String>,
     /// PEM CA certificates.
     pub ca: Option<String>,
@@ -54,7 +55,7 @@ impl Contents {
             && self.files.is_empty()
     }
 
-    /// Checks every entry: settings are `key=value` tokens, network_data is a JSON object,
+    /// Checks every entry: settings are `key=value` tokens, network_data parses,
     /// the CA holds a PEM certificate, file paths are absolute, normal, unique, outside
     /// [`FORBIDDEN_ROOTS`].
     pub fn validate(&self) -> Result<(), FormatError> {
@@ -72,10 +73,8 @@ impl Contents {
             }
         }
         if let Some(json) = &self.network_data {
-            match serde_json::from_str::<serde_json::Value>(json) {
-                Ok(serde_json::Value::Object(_)) => {}
-                Ok(_) => return Err(invalid("network_data.json is not a JSON object".into())),
-                Err(e) => return Err(invalid(format!("network_data.json is not JSON: {e}"))),
+            if let Err(e) = NetworkData::from_json(json) {
+                return Err(invalid(format!("network_data.json: {e}")));
             }
         }
         if let Some(ca) = &self.ca {
@@ -267,17 +266,17 @@ mod tests {
             ),
             (
                 Contents {
-                    network_data: Some("[1]".into()),
+                    network_data: Some(r#"{"links": "eno1"}"#.into()),
                     ..Contents::default()
                 },
-                "not a JSON object",
+                "network_data.json: invalid type",
             ),
             (
                 Contents {
                     network_data: Some("{".into()),
                     ..Contents::default()
                 },
-                "not JSON",
+                "network_data.json: EOF",
             ),
             (
                 Contents {
