@@ -100,6 +100,13 @@ pub fn plan(iso: &mut (impl Read + Seek), request: &Request) -> Result<Vec<Patch
     }
     let mut patches = Vec::new();
     let area_len = usize::try_from(loc.area.len).context("config area too large")?;
+    // The area's bytes after the new bundle must end up zero: patch up to the last non-zero
+    // byte of the current area (a whole-area patch would rewrite megabytes of zeros).
+    let current = read_at(iso, loc.area.offset, area_len)?;
+    let used = current
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last + 1);
     match &request.bundle {
         Some(contents) => {
             check_key(loc, request.sign_key.as_ref())?;
@@ -113,7 +120,7 @@ pub fn plan(iso: &mut (impl Read + Seek), request: &Request) -> Result<Vec<Patch
                     loc.area.len
                 );
             }
-            bytes.resize(area_len, 0);
+            bytes.resize(bytes.len().max(used), 0);
             patches.push(Patch {
                 offset: loc.area.offset,
                 data: bytes,
@@ -122,7 +129,7 @@ pub fn plan(iso: &mut (impl Read + Seek), request: &Request) -> Result<Vec<Patch
         None if request.sign_key.is_some() => bail!("--sign-key without a bundle to sign"),
         None if request.reset => patches.push(Patch {
             offset: loc.area.offset,
-            data: vec![0; area_len],
+            data: vec![0; used],
         }),
         None => {}
     }

@@ -158,8 +158,10 @@ fn customize_patches_only_the_area_and_the_fields() {
     }
     assert!(!shown.contains("s3cret"), "{shown}");
 
-    // The stream is the same ISO.
+    // The stream is the same ISO. On a pristine area only the bundle's bytes are patched.
     let patches = plan(&mut fs::File::open(&base).unwrap(), &request).unwrap();
+    let bundle_len = bundle::encode(&contents().to_tar().unwrap(), None).len();
+    assert_eq!(patches[0].data.len(), bundle_len);
     let mut streamed = Vec::new();
     write_stream(fs::File::open(&base).unwrap(), patches, &mut streamed).unwrap();
     assert!(
