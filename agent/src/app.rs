@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 use crate::bootconfig::{self, BootConfig};
 use crate::bundle::{self, BundleOptions};
 use crate::cli::{self, Cli, Command, SourceArgs};
-use crate::logbuf::{LogBuffer, DEFAULT_LOG_LINES};
+use crate::logbuf::LogBuffer;
 use crate::net::bringup::tcp_reachable;
 use crate::net::interfaces::{list_interfaces, SysfsNetInfo};
 use crate::net::link::NetlinkLinks;
@@ -48,7 +48,7 @@ pub fn init_main() -> ! {
 async fn ramdisk_agent() -> anyhow::Result<()> {
     let defaults = cli::DefaultSources::for_this_process();
     let first = cli::load_settings(&SourceArgs::default())?;
-    let logs = LogBuffer::new(DEFAULT_LOG_LINES);
+    let logs = crate::logbuf::global().clone();
     init_logging(first.settings.debug, &logs);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -77,7 +77,9 @@ async fn ramdisk_agent() -> anyhow::Result<()> {
     }
     let report = bring_up_network(options).await;
     tracing::info!("network:\n{report}");
-    let shutdown = watch::channel(false).1;
+    // Nothing asks this agent to stop, but the sender must live as long as the agent: once
+    // it is dropped, `changed()` returns at once and run::run ends as interrupted.
+    let (_keep_shutdown_sender, shutdown) = watch::channel(false);
     match run::run(loaded.settings, logs, shutdown).await? {
         RunOutcome::Stopped { lockdown } => {
             if lockdown {
@@ -173,7 +175,7 @@ fn run_agent(sources: &SourceArgs) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let logs = LogBuffer::new(DEFAULT_LOG_LINES);
+    let logs = crate::logbuf::global().clone();
     init_logging(loaded.settings.debug, &logs);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "rivet-agent starting");
     for warning in &loaded.warnings {
