@@ -207,6 +207,7 @@ pub async fn discover(devices: &dyn BlockDevices, options: &BundleOptions) -> Op
         }
     };
     let deadline = tokio::time::Instant::now() + options.wait;
+    let mut last_error = String::new();
     loop {
         let media = match devices.list() {
             Ok(list) => list
@@ -216,7 +217,11 @@ pub async fn discover(devices: &dyn BlockDevices, options: &BundleOptions) -> Op
                 })
                 .collect(),
             Err(e) => {
-                tracing::warn!("config area: listing block devices: {e}");
+                let error = e.to_string();
+                if error != last_error {
+                    tracing::warn!("config area: listing block devices: {error}");
+                    last_error = error;
+                }
                 Vec::new()
             }
         };

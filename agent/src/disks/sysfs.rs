@@ -394,11 +394,14 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, DiskError> {
     Ok(names)
 }
 
-/// A binary attribute; `None` when absent.
+/// A binary attribute; `None` when absent or when the device cannot provide it.
 fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, DiskError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        // An attribute the device cannot provide: SCSI `device/wwid` of a device without a
+        // VPD page 0x83 identifier (a BMC's USB CD) fails to read with ENXIO.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
         Err(e) => Err(io_error(path, e)),
     }
 }
