@@ -8,6 +8,8 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod disks;
+pub mod efi;
+pub mod image;
 pub mod init;
 pub mod ironic;
 pub mod logbuf;

@@ -10,11 +10,12 @@ use rivet_agent::api::{self, ApiServer, ServeOptions};
 use rivet_agent::commands::fssync::FakeFsSync;
 use rivet_agent::commands::{CommandRunner, HostAccess};
 use rivet_agent::context::AgentContext;
+use rivet_agent::disks::{BlockDevice, BlockDevices, DiskError};
 use rivet_agent::ironic::lookup::{apply_lookup, ApplyOutcome};
 use rivet_agent::logbuf::LogBuffer;
 use rivet_agent::power::FakePower;
 use rivet_agent::settings::{Settings, TlsVersion};
-use rivet_agent::steps::HardwareManagers;
+use rivet_agent::steps::{GenericHardwareManager, HardwareManagers, RivetHardwareManager};
 use rivet_agent::syslogs::{FakeAddresses, FakeKernelLog, InterfaceAddress, LogSources};
 use rivet_agent::tls;
 use rivet_protocol::lookup::LookupResponse;
@@ -84,13 +85,20 @@ impl InProcessAgent {
             fs_sync: fs_sync.clone(),
             log_sources: fake_log_sources(dir.path())?,
         };
-        // The managers `rivet-agent run` has. Their disk steps are not implemented in this
-        // build and fail without touching anything. The replays run write_image and
-        // erase_devices_metadata in this process, possibly as root: a disk step that gains an
-        // implementation must get a fake for its disk access here first.
+        // The managers `rivet-agent run` has, except that the generic one lists no block
+        // devices: the replays run write_image and erase_devices_metadata in this process,
+        // possibly as root, and must never reach this machine's disks. A disk step that
+        // gains an implementation must take its devices from `disks` (a fake here).
+        let managers = HardwareManagers::new(vec![
+            Arc::new(
+                GenericHardwareManager::new(&ctx.settings)
+                    .with_block_devices(Arc::new(NoBlockDevices)),
+            ),
+            Arc::new(RivetHardwareManager::new()),
+        ]);
         let runner = Arc::new(CommandRunner::with_host(
             ctx.clone(),
-            HardwareManagers::builtin(&ctx.settings),
+            managers,
             power.clone(),
             logs,
             host,
@@ -198,4 +206,14 @@ fn fake_log_sources(dir: &std::path::Path) -> Result<LogSources> {
         proc_root,
         sys_root,
     })
+}
+
+/// A machine without block devices, for the in-process agent's disk steps.
+#[derive(Debug, Clone, Copy)]
+pub struct NoBlockDevices;
+
+impl BlockDevices for NoBlockDevices {
+    fn list(&self) -> Result<Vec<BlockDevice>, DiskError> {
+        Ok(Vec::new())
+    }
 }

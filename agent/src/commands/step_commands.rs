@@ -88,6 +88,7 @@ pub(crate) async fn execute_step(
             node: &node,
             ports: &ports,
             progress: &ctx.progress,
+            ctx: &ctx,
         };
         managers
             .execute(&step_name, &call)

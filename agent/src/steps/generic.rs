@@ -1,15 +1,19 @@
 //! `GenericHardwareManager`: IPA's generic steps with IPA's names, interfaces, priorities,
 //! abortable flags and argsinfo (spec §6.2, IPA/hardware.py `get_*_steps`).
 //!
-//! The steps' work is not implemented in this build yet: each one fails with
-//! "<step> is not supported by this build of rivet-agent" rather than pretending to succeed.
+//! `write_image` is [`crate::image::step`]. The other steps' work is not implemented in this
+//! build yet: each one fails with "<step> is not supported by this build of rivet-agent"
+//! rather than pretending to succeed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rivet_protocol::steps::{ArgInfo, Step, StepType};
 use serde_json::Value;
 
 use super::{step, HardwareManager, HardwareSupport, StepCall, StepError};
+use crate::disks::sysfs::SysfsBlockDevices;
+use crate::disks::BlockDevices;
 use crate::settings::Settings;
 
 const CLEAN_UEFI_NVRAM_ARGSINFO: &[(&str, &str, bool)] = &[(
@@ -92,9 +96,19 @@ fn with_args(mut s: Step, spec: &[(&str, &str, bool)]) -> Step {
 }
 
 /// IPA's `GenericHardwareManager` (`generic_hardware_manager`, version 1.2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GenericHardwareManager {
     inject_files_priority: i64,
+    /// Where disk steps list devices (sysfs; a fake in tests).
+    devices: Arc<dyn BlockDevices>,
+}
+
+impl std::fmt::Debug for GenericHardwareManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericHardwareManager")
+            .field("inject_files_priority", &self.inject_files_priority)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GenericHardwareManager {
@@ -105,7 +119,14 @@ impl GenericHardwareManager {
     pub fn new(settings: &Settings) -> Self {
         GenericHardwareManager {
             inject_files_priority: settings.inject_files_priority,
+            devices: Arc::new(SysfsBlockDevices::from_settings(settings)),
         }
+    }
+
+    /// The same manager listing devices from `devices`.
+    pub fn with_block_devices(mut self, devices: Arc<dyn BlockDevices>) -> Self {
+        self.devices = devices;
+        self
     }
 
     fn clean_steps(&self) -> Vec<Step> {
@@ -196,7 +217,11 @@ impl HardwareManager for GenericHardwareManager {
             .collect()
     }
 
-    fn execute(&self, step: &str, _call: &StepCall<'_>) -> Result<Value, StepError> {
+    fn execute(&self, step: &str, call: &StepCall<'_>) -> Result<Value, StepError> {
+        if step == "write_image" {
+            let in_ramdisk = crate::init::running_as_init();
+            return crate::image::step::write_image(self.devices.as_ref(), in_ramdisk, call);
+        }
         if STEP_NAMES.contains(&step) {
             Err(StepError::NotSupported(step.to_string()))
         } else {

@@ -15,6 +15,7 @@ use rivet_protocol::steps::{GetStepsResult, HardwareManagerVersion, Step, StepTy
 use rivet_protocol::JsonObject;
 use serde_json::Value;
 
+use crate::context::AgentContext;
 use crate::progress::ProgressBoard;
 use crate::settings::Settings;
 
@@ -73,6 +74,9 @@ pub struct StepCall<'a> {
     pub ports: &'a Value,
     /// Where long steps report progress.
     pub progress: &'a ProgressBoard,
+    /// The agent's settings and run-time state (lookup overrides such as `md5_enabled`;
+    /// `partition_uuids` recorded by `write_image`).
+    pub ctx: &'a AgentContext,
 }
 
 /// One hardware manager: a set of steps and their implementation.

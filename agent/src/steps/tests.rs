@@ -233,7 +233,6 @@ fn generic_steps_fail_clearly_instead_of_pretending() {
         "erase_devices_express",
         "erase_pstore",
         "clean_uefi_nvram",
-        "write_image",
         "inject_files",
         "execute_bootc_install",
         "create_configuration",
@@ -285,11 +284,12 @@ fn sleep_step_validates_seconds() {
 fn with_call<R>(args: &JsonObject, f: impl FnOnce(&StepCall<'_>) -> R) -> R {
     let node = json!({});
     let ports = json!([]);
-    let progress = crate::progress::ProgressBoard::default();
+    let ctx = crate::context::AgentContext::new(crate::settings::Settings::default());
     f(&StepCall {
         args,
         node: &node,
         ports: &ports,
-        progress: &progress,
+        progress: &ctx.progress,
+        ctx: &ctx,
     })
 }
