@@ -12,6 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::bootconfig::{self, BootConfig};
+use crate::bundle::{self, BundleOptions};
 use crate::cli::{self, Cli, Command, SourceArgs};
 use crate::logbuf::LogBuffer;
 use crate::net::bringup::tcp_reachable;
@@ -41,9 +42,9 @@ pub fn init_main() -> ! {
 }
 
 /// One attempt of the agent in the ramdisk: settings, configuration from the boot medium
-/// (Ironic's virtual media), static network from its network_data.json, DHCP on the other
-/// links, then Ironic mode. Returning an error makes PID 1 print it and start the agent
-/// again after a pause.
+/// (Ironic's virtual media, rivet's config area), static network from the network_data.json
+/// of the highest-priority source, DHCP on the other links, then Ironic mode. Returning an
+/// error makes PID 1 print it and start the agent again after a pause.
 async fn ramdisk_agent() -> anyhow::Result<()> {
     let defaults = cli::DefaultSources::for_this_process();
     let first = cli::load_settings(&SourceArgs::default())?;
@@ -96,13 +97,19 @@ async fn ramdisk_agent() -> anyhow::Result<()> {
 }
 
 /// Configuration from the boot medium, lowest priority first: Ironic's virtual media when
-/// the kernel command line asks for it (`ir_pub_id`, `boot_method=vmedia`).
+/// the kernel command line asks for it (`ir_pub_id`, `boot_method=vmedia`), then the bundle
+/// in rivet's config area (docs/config-area.md).
 async fn boot_configs(settings: &Settings) -> Vec<BootConfig> {
     let vmedia = VmediaOptions::from_settings(settings);
-    vmedia::discover(&SysfsBlockDevices::default(), &KernelMounter, &vmedia)
-        .await
-        .into_iter()
-        .collect()
+    let mut configs: Vec<BootConfig> =
+        vmedia::discover(&SysfsBlockDevices::default(), &KernelMounter, &vmedia)
+            .await
+            .into_iter()
+            .collect();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let disks = crate::disks::sysfs::SysfsBlockDevices::from_settings(settings);
+    configs.extend(bundle::discover(&disks, &BundleOptions::for_ramdisk(&cmdline)).await);
+    configs
 }
 
 /// DHCP on every link, done as soon as an Ironic API URL (or inspection callback URL)

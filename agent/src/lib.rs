@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod bootconfig;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod context;

@@ -8,7 +8,8 @@
 //! Booted from a disk ESP, `EFI/BOOT/grub.cfg` is the ESP's own, which searches for
 //! Ironic's volume labels.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Context, Result};
+use rivet_protocol::config_area::kargs;
 
 /// Volume label of rivet's ISO; the ESP's embedded GRUB config searches for it.
 pub const ISO_LABEL: &str = "RIVET";
@@ -46,33 +47,58 @@ pub const GRUB_MODULES: &[&str] = &[
     "all_video",
 ];
 
+/// Length of the kernel-argument field in each boot loader config: the arguments
+/// (`customize` may rewrite them in place) use up to one byte less. The kernel takes 2048
+/// bytes of command line on x86; the rest is left for the loader's own words.
+pub const KARGS_FIELD_LEN: usize = 1024;
+
 /// The kernel command line: [`BASE_CMDLINE`] plus `append`. Refuses characters that the
 /// boot loaders would interpret instead of passing on.
 pub fn kernel_cmdline(append: Option<&str>) -> Result<String> {
     let mut line = BASE_CMDLINE.to_owned();
     if let Some(extra) = append.map(str::trim).filter(|s| !s.is_empty()) {
-        if let Some(bad) = extra
-            .chars()
-            .find(|c| c.is_control() || "'\"\\$;{}|&<>`".contains(*c))
-        {
-            bail!("--append: the character {bad:?} is not allowed in kernel arguments here");
-        }
+        kargs::check(extra).map_err(|e| anyhow!("--append: {e}"))?;
         line.push(' ');
-        line.push_str(&extra.split_whitespace().collect::<Vec<_>>().join(" "));
+        line.push_str(&kargs::normalize(extra));
     }
     Ok(line)
 }
 
-/// isolinux.cfg: boot straight away, console also on the serial port.
-pub fn isolinux_cfg(cmdline: &str) -> String {
-    format!(
-        "SERIAL 0 115200\n\
-         DEFAULT rivet\n\
-         PROMPT 0\n\
-         TIMEOUT 0\n\
-         LABEL rivet\n  \
-         KERNEL {ISO_KERNEL}\n  \
-         APPEND initrd={ISO_INITRAMFS} {cmdline}\n"
+/// A boot loader config with a kernel-argument field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFile {
+    pub text: String,
+    /// Byte offset of the [`KARGS_FIELD_LEN`]-byte field in `text`.
+    pub field_at: usize,
+}
+
+impl BootFile {
+    fn new(before: String, cmdline: &str, after: &str) -> Result<BootFile> {
+        let field = kargs::encode_field(cmdline, KARGS_FIELD_LEN)
+            .map_err(|e| anyhow!("kernel command line: {e}"))?;
+        let field = String::from_utf8(field).context("kernel command line is not UTF-8")?;
+        Ok(BootFile {
+            field_at: before.len(),
+            text: format!("{before}{field}{after}"),
+        })
+    }
+}
+
+/// isolinux.cfg: boot straight away, console also on the serial port. The `APPEND` line
+/// ends in the kernel-argument field.
+pub fn isolinux_cfg(cmdline: &str) -> Result<BootFile> {
+    BootFile::new(
+        format!(
+            "SERIAL 0 115200\n\
+             DEFAULT rivet\n\
+             PROMPT 0\n\
+             TIMEOUT 0\n\
+             LABEL rivet\n  \
+             KERNEL {ISO_KERNEL}\n  \
+             APPEND initrd={ISO_INITRAMFS} "
+        ),
+        cmdline,
+        "\n",
     )
 }
 
@@ -80,15 +106,17 @@ const GRUB_CONSOLE: &str = "serial --unit=0 --speed=115200 --word=8 --parity=no 
                             terminal_input console serial\n\
                             terminal_output console serial\n";
 
-/// The ISO's `/boot/grub/grub.cfg`.
-pub fn iso_grub_cfg(cmdline: &str) -> String {
-    format!(
-        "{GRUB_CONSOLE}set default=0\n\
-         set timeout=0\n\
-         menuentry 'rivet' {{\n\
-         \tlinux {ISO_KERNEL} {cmdline}\n\
-         \tinitrd {ISO_INITRAMFS}\n\
-         }}\n"
+/// The ISO's `/boot/grub/grub.cfg`; the `linux` line ends in the kernel-argument field.
+pub fn iso_grub_cfg(cmdline: &str) -> Result<BootFile> {
+    BootFile::new(
+        format!(
+            "{GRUB_CONSOLE}set default=0\n\
+             set timeout=0\n\
+             menuentry 'rivet' {{\n\
+             \tlinux {ISO_KERNEL} "
+        ),
+        cmdline,
+        &format!("\n\tinitrd {ISO_INITRAMFS}\n}}\n"),
     )
 }
 
@@ -143,7 +171,7 @@ mod tests {
             kernel_cmdline(Some(" ipa-api-url=https://10.0.0.1:6385  ipa-debug=1 ")).unwrap(),
             "console=tty0 console=ttyS0,115200n8 ipa-api-url=https://10.0.0.1:6385 ipa-debug=1"
         );
-        for bad in ["a;reboot", "x=$y", "q=\"a b\"", "a\nb"] {
+        for bad in ["a;reboot", "x=$y", "q=\"a b\"", "a\nb", "a #comment"] {
             assert!(kernel_cmdline(Some(bad)).is_err(), "{bad}");
         }
     }
@@ -151,19 +179,35 @@ mod tests {
     #[test]
     fn configs_boot_the_same_kernel_with_the_same_arguments() {
         let cmdline = kernel_cmdline(Some("ipa-debug=1")).unwrap();
-        let iso = isolinux_cfg(&cmdline);
+        let padding = "#".repeat(KARGS_FIELD_LEN - cmdline.len() - 1);
+        let iso = isolinux_cfg(&cmdline).unwrap();
         assert!(
-            iso.contains(&format!("APPEND initrd=/boot/initramfs.img {cmdline}\n")),
-            "{iso}"
+            iso.text.ends_with(&format!(
+                "KERNEL /boot/vmlinuz\n  APPEND initrd=/boot/initramfs.img {cmdline}\n{padding}\n"
+            )),
+            "{}",
+            iso.text
         );
-        assert!(iso.contains("KERNEL /boot/vmlinuz\n"), "{iso}");
-        let grub = iso_grub_cfg(&cmdline);
+        let grub = iso_grub_cfg(&cmdline).unwrap();
         assert!(
-            grub.contains(&format!("\tlinux /boot/vmlinuz {cmdline}\n")),
-            "{grub}"
+            grub.text.ends_with(&format!(
+                "set timeout=0\nmenuentry 'rivet' {{\n\tlinux /boot/vmlinuz {cmdline}\n{padding}\n\
+                 \tinitrd /boot/initramfs.img\n}}\n"
+            )),
+            "{}",
+            grub.text
         );
-        assert!(grub.contains("\tinitrd /boot/initramfs.img\n"), "{grub}");
-        assert!(grub.contains("set timeout=0\n"), "{grub}");
+        for file in [iso, grub] {
+            let field = &file.text.as_bytes()[file.field_at..file.field_at + KARGS_FIELD_LEN];
+            assert_eq!(kargs::decode_field(field).unwrap(), cmdline);
+        }
+    }
+
+    #[test]
+    fn arguments_longer_than_the_field_are_refused() {
+        let long = kernel_cmdline(Some(&"x".repeat(KARGS_FIELD_LEN))).unwrap();
+        let err = isolinux_cfg(&long).unwrap_err().to_string();
+        assert!(err.contains("kernel command line"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,74 @@ pub enum Command {
     /// Build vmlinuz, initramfs.img, esp.img, the ironic-python-agent.* pair, rivet.iso and
     /// manifest.json into --output.
     Build(BuildArgs),
+    /// Write a per-node bundle (settings, network_data.json, CA, files) and kernel arguments
+    /// into a copy of a built ISO, in place: no remastering. Or show what an ISO carries.
+    Customize(CustomizeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CustomizeArgs {
+    /// The ISO built by `rivet-image-builder build`.
+    #[arg(value_name = "ISO")]
+    pub iso: PathBuf,
+
+    /// Print the ISO's config area, kernel arguments and bundle, and change nothing.
+    #[arg(long, conflicts_with_all = ["output", "config", "network_data", "ca", "files", "sign_key", "reset", "kernel_args", "set_kargs", "append_kargs", "delete_kargs", "consoles"])]
+    pub show: bool,
+
+    /// Where the customized ISO goes (`-` for stdout); may be the ISO itself.
+    #[arg(short, long, value_name = "FILE", required_unless_present = "show")]
+    pub output: Option<PathBuf>,
+
+    /// Agent settings in kernel-parameter syntax (`ipa-api-url=https://...`, one or more per
+    /// line, `#` comments): the highest-priority settings source.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// OpenStack network_data.json applied as the static network configuration.
+    #[arg(long, value_name = "FILE")]
+    pub network_data: Option<PathBuf>,
+
+    /// CA certificates (PEM) for the agent's calls to Ironic; installed as
+    /// /etc/rivet/ca.pem and used as `cafile`.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// A file to install in the ramdisk: SRC on this machine, DEST an absolute path there.
+    /// Repeatable.
+    #[arg(long = "file", value_name = "SRC:DEST")]
+    pub files: Vec<String>,
+
+    /// Sign the bundle with this Ed25519 private key (PEM, `openssl genpkey -algorithm
+    /// ed25519`). Required when the ISO was built with --signing-pubkey.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
+    /// Start from the ISO as built: no bundle, the default kernel arguments.
+    #[arg(long)]
+    pub reset: bool,
+
+    /// Replace all kernel arguments (consoles included).
+    #[arg(long, value_name = "ARGS")]
+    pub kernel_args: Option<String>,
+
+    /// Set KEY=VALUE, replacing every KEY=... already there. Repeatable.
+    #[arg(long = "set-karg", value_name = "KEY=VALUE")]
+    pub set_kargs: Vec<String>,
+
+    /// Append a kernel argument. Repeatable.
+    #[arg(long = "append-karg", value_name = "ARG")]
+    pub append_kargs: Vec<String>,
+
+    /// Delete a kernel argument: exactly ARG, or every KEY=... when ARG has no `=`.
+    /// Repeatable.
+    #[arg(long = "delete-karg", value_name = "ARG")]
+    pub delete_kargs: Vec<String>,
+
+    /// Replace the consoles: `console=SPEC` for each, in order (the last one is
+    /// /dev/console). Repeatable.
+    #[arg(long = "console", value_name = "SPEC")]
+    pub consoles: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -56,6 +124,15 @@ pub struct BuildArgs {
     /// Extra kernel arguments after "console=tty0 console=ttyS0,115200n8".
     #[arg(long, value_name = "ARGS")]
     pub append: Option<String>,
+
+    /// Size of the ISO's config area that `customize` writes bundles into (K or M suffix).
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = crate::area::parse_size)]
+    pub config_area_size: u64,
+
+    /// Ed25519 public key (PEM, `openssl pkey -pubout`) built into the ramdisk: the agent
+    /// then applies only config-area bundles signed with its private key.
+    #[arg(long, value_name = "FILE")]
+    pub signing_pubkey: Option<PathBuf>,
 
     /// zstd level of the initramfs (1-22).
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
@@ -104,7 +181,9 @@ mod tests {
             "out",
         ])
         .unwrap();
-        let Command::Build(b) = cli.command;
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
         assert_eq!(b.add_modules, ["xfs", "ext4"]);
         assert_eq!(b.drop_modules, ["floppy"]);
         assert_eq!(b.zstd_level, 19);
@@ -130,5 +209,39 @@ mod tests {
         assert!(Cli::try_parse_from(cache_unused).is_err());
         let bad_level = [&base[..], &["--zstd-level", "23", "--output", "o"]].concat();
         assert!(Cli::try_parse_from(bad_level).is_err());
+        let small_area = [&base[..], &["--config-area-size", "4K", "--output", "o"]].concat();
+        assert!(Cli::try_parse_from(small_area).is_err());
+    }
+
+    #[test]
+    fn customize_needs_an_output_unless_it_shows() {
+        let cli = Cli::try_parse_from([
+            "rivet-image-builder",
+            "customize",
+            "base.iso",
+            "--config",
+            "node.conf",
+            "--file",
+            "a:/etc/a",
+            "--file",
+            "b:/etc/b",
+            "--append-karg",
+            "ipa-debug=1",
+            "-o",
+            "-",
+        ])
+        .unwrap();
+        let Command::Customize(c) = cli.command else {
+            panic!("not customize")
+        };
+        assert_eq!(c.files, ["a:/etc/a", "b:/etc/b"]);
+        assert_eq!(c.output, Some(PathBuf::from("-")));
+        let base = ["rivet-image-builder", "customize", "base.iso"];
+        assert!(Cli::try_parse_from(base).is_err());
+        assert!(Cli::try_parse_from([&base[..], &["--show"]].concat()).is_ok());
+        assert!(Cli::try_parse_from([&base[..], &["--show", "-o", "x"]].concat()).is_err());
+        assert!(
+            Cli::try_parse_from([&base[..], &["--show", "--append-karg", "x"]].concat()).is_err()
+        );
     }
 }

@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::Endianness;
 
+use rivet_protocol::config_area::SIGNING_PUBKEY_PATH;
+
 use crate::cpio::Archive;
 use crate::depmod;
 use crate::modindex::ModuleIndex;
@@ -68,6 +70,8 @@ pub struct Contents<'a> {
     pub modules: &'a BTreeSet<String>,
     pub firmware: &'a [Firmware],
     pub release: String,
+    /// The key config-area bundles must be signed with, as `PUBLIC KEY` PEM.
+    pub signing_pubkey: Option<String>,
 }
 
 /// What went in, for the size report and the manifest.
@@ -158,6 +162,10 @@ pub fn assemble(c: &Contents<'_>) -> Result<(Archive, Figures)> {
     }
     archive.add_char_device("dev/console", 0o600, 5, 1)?;
     archive.add_file("etc/rivet-release", 0o644, c.release.clone().into_bytes())?;
+    if let Some(pem) = &c.signing_pubkey {
+        let path = SIGNING_PUBKEY_PATH.trim_start_matches('/');
+        archive.add_file(path, 0o644, pem.clone().into_bytes())?;
+    }
 
     let base = format!("lib/modules/{}", c.kernel_version);
     let mut module_bytes = 0;
@@ -322,6 +330,7 @@ mod tests {
             modules: &modules,
             firmware: &firmware,
             release: "NAME=rivet\n".into(),
+            signing_pubkey: Some("-----BEGIN PUBLIC KEY-----\n".into()),
         };
         let built = build(&contents, 42, 3).unwrap();
         assert_eq!(
@@ -343,6 +352,10 @@ mod tests {
         assert_eq!(get("tmp").mode, 0o041777);
         assert_eq!(get("dev/console").rdev, (5, 1));
         assert_eq!(get("etc/rivet-release").data, b"NAME=rivet\n");
+        assert_eq!(
+            get("etc/rivet/bundle-signing.pub").data,
+            b"-----BEGIN PUBLIC KEY-----\n"
+        );
         assert_eq!(get("lib/firmware/cd/b.bin").data, b"blob");
         assert!(entries
             .iter()

@@ -8,8 +8,8 @@
 //! `--set_all_file_dates set_to_mtime`: xorriso ignores an explicit date of 0 (1970), which
 //! is the default epoch.
 //!
-//! The file list is a plain table ([`IsoFile`]) so that a later reserved config area (a
-//! zero-filled file with a locator) is one more entry here.
+//! The file list is a plain table ([`IsoFile`]); the reserved config area is one entry in
+//! it, a zero-filled file that [`crate::area`] finds and records in the locator.
 
 use std::fs::{self, FileTimes};
 use std::path::{Path, PathBuf};
@@ -26,12 +26,20 @@ pub const ISOLINUX_DIR: &str = "isolinux";
 pub const BOOT_CATALOG: &str = "isolinux/boot.cat";
 pub const ISOLINUX_IMAGE: &str = "isolinux/isolinux.bin";
 pub const EFI_IMAGE: &str = "boot/efiboot.img";
+pub const ISOLINUX_CFG: &str = "isolinux/isolinux.cfg";
+pub const GRUB_CFG: &str = "boot/grub/grub.cfg";
+/// The reserved config area (names are 8.3 so that [`crate::iso9660`] finds them).
+pub const CONFIG_AREA: &str = "rivet/config.img";
+/// The kernel arguments the image was built with, for `customize --reset`.
+pub const DEFAULT_KARGS: &str = "rivet/kargs.txt";
 
 /// Where a staged file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Copy(PathBuf),
     Text(String),
+    /// This many zero bytes.
+    Zeros(u64),
 }
 
 /// One file of the ISO.
@@ -49,6 +57,8 @@ pub fn layout(
     esp: &Path,
     isolinux_cfg: String,
     grub_cfg: String,
+    default_kargs: &str,
+    config_area_size: u64,
 ) -> Vec<IsoFile> {
     let f = |path: &str, source| IsoFile {
         path: path.to_owned(),
@@ -57,11 +67,13 @@ pub fn layout(
     vec![
         f(ISOLINUX_IMAGE, Source::Copy(ISOLINUX_BIN.into())),
         f("isolinux/ldlinux.c32", Source::Copy(LDLINUX_C32.into())),
-        f("isolinux/isolinux.cfg", Source::Text(isolinux_cfg)),
+        f(ISOLINUX_CFG, Source::Text(isolinux_cfg)),
         f("boot/vmlinuz", Source::Copy(vmlinuz.to_owned())),
         f("boot/initramfs.img", Source::Copy(initramfs.to_owned())),
-        f("boot/grub/grub.cfg", Source::Text(grub_cfg)),
+        f(GRUB_CFG, Source::Text(grub_cfg)),
         f(EFI_IMAGE, Source::Copy(esp.to_owned())),
+        f(DEFAULT_KARGS, Source::Text(format!("{default_kargs}\n"))),
+        f(CONFIG_AREA, Source::Zeros(config_area_size)),
     ]
 }
 
@@ -148,6 +160,10 @@ pub fn build(work: &Path, out: &Path, files: &[IsoFile], epoch: u64) -> Result<(
             Source::Text(text) => {
                 fs::write(&dest, text).with_context(|| format!("writing {}", dest.display()))?
             }
+            // Sparse: xorriso reads zeros either way.
+            Source::Zeros(len) => fs::File::create(&dest)
+                .and_then(|f| f.set_len(*len))
+                .with_context(|| format!("creating {}", dest.display()))?,
         }
     }
     set_times(&root, SystemTime::UNIX_EPOCH + Duration::from_secs(epoch))?;

@@ -3,23 +3,30 @@
 //! usable as Ironic's `[DEFAULT]esp_image`, the `ironic-python-agent.kernel`/`.initramfs`
 //! pair Metal3 and Bifrost expect, and a hybrid ISO that boots BIOS and UEFI from CD and
 //! USB. Same inputs, same bytes. See docs/image-builder.md.
+//!
+//! `customize` writes per-node bundles and kernel arguments into a built ISO in place
+//! (docs/config-area.md); [`splice`] streams a base ISO with such patches, for servers.
 
 pub mod apt;
+pub mod area;
 pub mod bootcfg;
 pub mod cache;
 pub mod cli;
 pub mod cpio;
+pub mod customize;
 pub mod depmod;
 pub mod esp;
 pub mod hosttools;
 pub mod initramfs;
 pub mod iso;
+pub mod iso9660;
 pub mod kernel;
 pub mod manifest;
 pub mod modindex;
 pub mod modinfo;
 pub mod pipeline;
 pub mod selection;
+pub mod splice;
 
 use anyhow::Result;
 
@@ -31,5 +38,6 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             print!("{}", manifest::size_report(&manifest));
             Ok(())
         }
+        cli::Command::Customize(args) => customize::run(&args),
     }
 }

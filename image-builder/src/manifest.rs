@@ -60,6 +60,18 @@ pub struct RamdiskInfo {
     pub firmware_missing: Vec<String>,
 }
 
+/// The ISO's config area (docs/config-area.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigAreaInfo {
+    /// Byte offset and length of the area in `rivet.iso`.
+    pub offset: u64,
+    pub size: u64,
+    /// Length of each kernel-argument field.
+    pub kargs_field_size: u32,
+    /// sha256 (hex) of the raw Ed25519 key bundles must be signed with, when there is one.
+    pub signing_key_sha256: Option<String>,
+}
+
 /// The whole manifest. Deterministic: same inputs, same JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Manifest {
@@ -70,6 +82,7 @@ pub struct Manifest {
     pub added_modules: Vec<String>,
     pub dropped_modules: Vec<String>,
     pub ramdisk: RamdiskInfo,
+    pub config_area: ConfigAreaInfo,
     pub inputs: Vec<FileRecord>,
     pub outputs: Vec<FileRecord>,
 }
@@ -107,6 +120,16 @@ pub fn size_report(m: &Manifest) -> String {
             o.size
         ));
     }
+    out.push_str(&format!(
+        "  config area: {} bytes at offset {} of rivet.iso{}\n",
+        m.config_area.size,
+        m.config_area.offset,
+        if m.config_area.signing_key_sha256.is_some() {
+            ", signed bundles only"
+        } else {
+            ""
+        }
+    ));
     if !m.ramdisk.firmware_missing.is_empty() {
         out.push_str(&format!(
             "  note: shipped modules name {} firmware files that are not in the image \
@@ -141,6 +164,12 @@ mod tests {
                 zstd_level: 19,
                 firmware_missing: vec!["a.bin".into()],
             },
+            config_area: ConfigAreaInfo {
+                offset: 40960,
+                size: 4 << 20,
+                kargs_field_size: 1024,
+                signing_key_sha256: None,
+            },
             inputs: vec![],
             outputs: vec![FileRecord {
                 name: "vmlinuz".into(),
@@ -163,6 +192,10 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("name 1 firmware files"), "{r}");
+        assert!(
+            r.contains("config area: 4194304 bytes at offset 40960 of rivet.iso\n"),
+            "{r}"
+        );
         assert_eq!(human(999), "1.0 kB");
     }
 

@@ -9,7 +9,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use rivet_protocol::config_area::keys::PublicKey;
+
 use crate::apt::{self, AptCache, KERNEL_METAPACKAGE};
+use crate::area::{self, StagedConfig};
 use crate::bootcfg;
 use crate::cache::{self, AptGetDownload, Obtained};
 use crate::cli::BuildArgs;
@@ -18,7 +21,7 @@ use crate::hosttools;
 use crate::initramfs::{self, Contents, Firmware};
 use crate::iso;
 use crate::kernel::KernelTree;
-use crate::manifest::{FileRecord, KernelInfo, Manifest, RamdiskInfo};
+use crate::manifest::{ConfigAreaInfo, FileRecord, KernelInfo, Manifest, RamdiskInfo};
 use crate::modindex::ModuleIndex;
 use crate::selection;
 
@@ -157,6 +160,19 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
     if !args.agent.is_file() {
         bail!("--agent {}: no such file", args.agent.display());
     }
+    let signing_key = match &args.signing_pubkey {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("reading --signing-pubkey {}", path.display()))?;
+            Some(
+                PublicKey::from_pem(&text)
+                    .with_context(|| format!("--signing-pubkey {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let isolinux_cfg = bootcfg::isolinux_cfg(&cmdline)?;
+    let grub_cfg = bootcfg::iso_grub_cfg(&cmdline)?;
 
     fs::create_dir_all(&args.output)
         .with_context(|| format!("creating output directory {}", args.output.display()))?;
@@ -195,6 +211,7 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
         modules: &selection.modules,
         firmware: &firmware,
         release: release_file(&kernel),
+        signing_pubkey: signing_key.as_ref().map(PublicKey::to_pem),
     };
     let built = initramfs::build(&contents, mtime, args.zstd_level)?;
     let staged = work.join("out");
@@ -222,10 +239,31 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
         &vmlinuz_path,
         &initramfs_path,
         &esp_path,
-        bootcfg::isolinux_cfg(&cmdline),
-        bootcfg::iso_grub_cfg(&cmdline),
+        isolinux_cfg.text.clone(),
+        grub_cfg.text.clone(),
+        &cmdline,
+        args.config_area_size,
     );
-    iso::build(work, &staged.join(OUT_ISO), &files, args.source_date_epoch)?;
+    let iso_path = staged.join(OUT_ISO);
+    iso::build(work, &iso_path, &files, args.source_date_epoch)?;
+    let configs = [
+        StagedConfig {
+            path: iso::ISOLINUX_CFG,
+            file: &isolinux_cfg,
+        },
+        StagedConfig {
+            path: iso::GRUB_CFG,
+            file: &grub_cfg,
+        },
+    ];
+    let locator = area::write_locator(
+        &iso_path,
+        &configs,
+        &cmdline,
+        args.config_area_size,
+        signing_key.as_ref(),
+    )
+    .context("recording the config area")?;
 
     let mut inputs = vec![FileRecord::of("agent", &args.agent)?];
     inputs.extend(kernel.input.clone());
@@ -265,6 +303,12 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
             uncompressed_bytes: built.uncompressed_bytes,
             zstd_level: args.zstd_level,
             firmware_missing: built.figures.firmware_missing.clone(),
+        },
+        config_area: ConfigAreaInfo {
+            offset: locator.area.offset,
+            size: locator.area.len,
+            kargs_field_size: locator.kargs_field_len,
+            signing_key_sha256: locator.signing_key_sha256.map(hex::encode),
         },
         inputs,
         outputs,

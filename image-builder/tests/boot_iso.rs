@@ -4,6 +4,9 @@
 //! reach the initramfs and run `/init` — the test's agent is a static `exit(0)`, so the kernel
 //! then reports that init exited with code 0, which proves our `/init` ran.
 //!
+//! rivet's own ISO is booted after `customize --append-karg`: the kernel must get the
+//! argument, so isolinux (BIOS) and GRUB (UEFI) both read the patched configs.
+//!
 //! Needs qemu-system-x86 and ovmf besides the builder's host tools.
 
 // Test helpers too: a panic is the failure report (see clippy.toml).
@@ -187,11 +190,23 @@ fn iso_boots_bios_and_uefi_from_cd_usb_and_virtual_media() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let out = work.path().join("out");
     build_outputs(&out);
-    let iso = out.join("rivet.iso");
+    let iso = out.join("customized.iso");
+    let customized = Command::new(BIN)
+        .arg("customize")
+        .arg(out.join("rivet.iso"))
+        .args(["--append-karg", "rivet-customized=1", "-o"])
+        .arg(&iso)
+        .output()
+        .expect("running rivet-image-builder customize");
+    assert!(
+        customized.status.success(),
+        "customize failed:\n{}",
+        String::from_utf8_lossy(&customized.stderr)
+    );
     let iso = iso.to_str().unwrap();
     let cd = format!("if=none,id=cd,format=raw,media=cdrom,readonly=on,file={iso}");
     let usb_disk = format!("if=none,id=stick,format=raw,readonly=on,file={iso}");
-    let ours = "rivet-boot-test=1";
+    let ours = "rivet-boot-test=1 rivet-customized=1";
 
     let cd_args = ["-drive", &cd, "-device", "ide-cd,drive=cd,bootindex=1"];
     assert_booted("BIOS CD", &boot(work.path(), false, &cd_args), ours);

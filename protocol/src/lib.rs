@@ -1,4 +1,5 @@
-//! Wire and file formats of rivet, as serde types. No I/O lives here.
+//! Wire and file formats of rivet, as serde types, and the byte layouts of rivet's embedded
+//! config area. No I/O lives here.
 //!
 //! Ironic's ramdisk API (what IPA 13 and Ironic 39 exchange) is described field by field in
 //! the project's compatibility spec; every type names the section it implements. Types that
@@ -8,6 +9,7 @@
 
 pub mod bootloader;
 pub mod command;
+pub mod config_area;
 pub mod fault;
 pub mod heartbeat;
 pub mod image_info;

@@ -198,6 +198,28 @@ pub fn boot_image(append: &str) -> Result<BootImage> {
     Ok(image)
 }
 
+/// `rivet-image-builder customize base <args> -o out`: a per-node copy of an image's ISO
+/// (docs/config-area.md).
+pub fn customize(base: &Path, args: &[String], out: &Path) -> Result<()> {
+    let builder = image_builder()?;
+    let output = Command::new(&builder)
+        .arg("customize")
+        .arg(base)
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .with_context(|| format!("running {} customize", builder.display()))?;
+    ensure!(
+        output.status.success(),
+        "{} customize {args:?} failed with {}:\n{}",
+        builder.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
 /// Removes all but the `keep` most recently built images (a VM still reading a removed
 /// ISO keeps its open file).
 fn prune(cache: &Path, keep: usize) -> Result<()> {

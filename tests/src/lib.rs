@@ -12,6 +12,7 @@ pub mod netns;
 pub mod process;
 pub mod recording;
 pub mod replay;
+pub mod vlan_switch;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

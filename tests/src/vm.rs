@@ -1,6 +1,7 @@
 //! QEMU virtual machines for end-to-end tests: TCG (no KVM on these machines), q35, BIOS or
 //! UEFI (OVMF), booting an ISO as a CD, as BMC-style USB virtual media or as a USB stick,
-//! with virtio-blk and NVMe disks and virtio-net NICs on a [`TestNet`]'s taps.
+//! with virtio-blk and NVMe disks and virtio-net NICs on a [`TestNet`]'s taps (or on UDP
+//! ports of a [`crate::vlan_switch::VlanSwitch`]).
 //!
 //! The serial console goes to `console.log` in the VM's directory; a watcher thread stamps
 //! every line with the time since QEMU was started, so tests can both wait for a line and
@@ -66,9 +67,19 @@ struct Disk {
     size_bytes: u64,
 }
 
+/// What a NIC is plugged into.
+#[derive(Debug, Clone)]
+enum NicBackend {
+    /// A tap device of the namespace (on its bridge).
+    Tap(String),
+    /// UDP on the namespace's loopback: QEMU sends each frame from `local` to `remote`
+    /// (a [`crate::vlan_switch::VlanSwitch`] port) and receives on `local`.
+    Udp { local: u16, remote: u16 },
+}
+
 #[derive(Debug, Clone)]
 struct Nic {
-    tap: String,
+    backend: NicBackend,
     mac: String,
 }
 
@@ -118,7 +129,17 @@ impl VmBuilder {
     /// Adds a virtio-net NIC with `mac` on tap device `tap` (no option ROM: no iPXE).
     pub fn nic(mut self, tap: &str, mac: &str) -> Self {
         self.nics.push(Nic {
-            tap: tap.to_owned(),
+            backend: NicBackend::Tap(tap.to_owned()),
+            mac: mac.to_owned(),
+        });
+        self
+    }
+
+    /// Adds a virtio-net NIC with `mac` whose frames go over UDP on the namespace's loopback
+    /// (from port `local` to port `remote`), e.g. to a [`crate::vlan_switch::VlanSwitch`].
+    pub fn nic_udp(mut self, local: u16, remote: u16, mac: &str) -> Self {
+        self.nics.push(Nic {
+            backend: NicBackend::Udp { local, remote },
             mac: mac.to_owned(),
         });
         self
@@ -212,10 +233,14 @@ impl VmBuilder {
         }
         for (i, nic) in self.nics.iter().enumerate() {
             args.push("-netdev");
-            args.push(format!(
-                "tap,id=net{i},ifname={},script=no,downscript=no",
-                nic.tap
-            ));
+            args.push(match &nic.backend {
+                NicBackend::Tap(tap) => {
+                    format!("tap,id=net{i},ifname={tap},script=no,downscript=no")
+                }
+                NicBackend::Udp { local, remote } => {
+                    format!("socket,id=net{i},udp=127.0.0.1:{remote},localaddr=127.0.0.1:{local}")
+                }
+            });
             args.push("-device");
             args.push(format!(
                 "virtio-net-pci,netdev=net{i},mac={},romfile=",
@@ -234,14 +259,15 @@ impl VmBuilder {
             "{QEMU} is not on PATH: install Debian's qemu-system-x86 package (ci/setup does)"
         );
         for nic in &self.nics {
-            ensure!(
-                net.taps().contains(&nic.tap),
-                "VM {}: tap {} is not one of namespace {}'s taps {:?}",
-                self.name,
-                nic.tap,
-                net.name(),
-                net.taps()
-            );
+            if let NicBackend::Tap(tap) = &nic.backend {
+                ensure!(
+                    net.taps().contains(tap),
+                    "VM {}: tap {tap} is not one of namespace {}'s taps {:?}",
+                    self.name,
+                    net.name(),
+                    net.taps()
+                );
+            }
         }
         let dir = tempfile::Builder::new()
             .prefix(&format!("rivet-vm-{}-", self.name))

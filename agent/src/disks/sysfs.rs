@@ -394,7 +394,7 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, DiskError> {
     Ok(names)
 }
 
-/// A binary attribute; `None` when absent.
+/// A binary attribute; `None` when absent or when the device cannot provide it.
 fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, DiskError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),

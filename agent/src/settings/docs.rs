@@ -29,7 +29,8 @@ From lowest to highest priority; a later source overrides an earlier one key by 
    comments; an indented line continues the previous value. Exception, as in IPA: `ipa-debug`
    on the kernel command line beats `debug` in config files.
 4. Ironic's virtual-media `parameters.txt` (`--parameters-file FILE`): whitespace-separated
-   `key=value` pairs with kernel parameter names.
+   `key=value` pairs with kernel parameter names. In the ramdisk, then the `settings` of the
+   bundle in rivet's config area on the boot medium, same syntax (docs/config-area.md).
 5. `--set KEY=VALUE` (repeatable): a kernel parameter name, or the config-file name of a
    setting that has no kernel parameter (`--set cafile=/etc/ca.pem`).
 

@@ -146,10 +146,10 @@ pub(super) static KEYS: &[KeyDef] = &[
         access: access!(insecure, Bool),
     },
     KeyDef {
-        param: None,
+        param: Some("rivet-cafile"),
         options: &[opt("cafile")],
         kernel_beats_config: false,
-        doc: "CA bundle for outgoing calls (Ironic injects `ironic-tls.conf` setting it).",
+        doc: "CA bundle for outgoing calls (Ironic injects `ironic-tls.conf` setting it; a config-area bundle's CA sets it too).",
         example: "/etc/ironic-python-agent/ironic.crt",
         access: access!(cafile, OptionalPath),
     },

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rivet_protocol::network_data::NetworkData;
 
-use crate::bootconfig::BootConfig;
+use crate::bootconfig::{BootConfig, ConfigFile};
 use crate::settings::{Settings, SourceText};
 use devices::{Candidate, SysfsBlockDevices};
 pub use mount::{KernelMounter, Mounter};
@@ -204,7 +204,7 @@ fn copy_tree(from: &Path, to: &Path, config: &mut BootConfig) {
                     continue;
                 }
                 match std::fs::read(&path) {
-                    Ok(contents) => config.files.push((target, contents)),
+                    Ok(contents) => config.files.push(ConfigFile::new(target, contents)),
                     Err(e) => config
                         .problems
                         .push(format!("reading {}: {e}; not copied", path.display())),

@@ -240,10 +240,10 @@ async fn vmedia_finds_the_published_iso_copies_config_and_reads_parameters() {
     let files: Vec<(String, String)> = config
         .files
         .iter()
-        .map(|(p, c)| {
+        .map(|f| {
             (
-                p.display().to_string(),
-                String::from_utf8_lossy(c).into_owned(),
+                f.path.display().to_string(),
+                String::from_utf8_lossy(&f.contents).into_owned(),
             )
         })
         .collect();
