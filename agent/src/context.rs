@@ -7,8 +7,9 @@ use rivet_protocol::lookup::LookupNode;
 use rivet_protocol::JsonObject;
 use tokio::sync::watch;
 
-use crate::progress::ProgressBoard;
+use crate::progress::{AbortSignal, ProgressBoard};
 use crate::settings::{Secret, Settings, TlsVersion};
+use crate::syslogs::LogAttachments;
 
 /// What the agent should be doing; watched by the API server and the heartbeater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub struct AgentContext {
     pub settings: Settings,
     /// Progress of long-running steps.
     pub progress: ProgressBoard,
+    /// Asks running steps to stop; set when the agent stops serving.
+    pub abort: AbortSignal,
+    /// What steps leave for `log.collect_system_logs`: the last erase reports.
+    pub attachments: LogAttachments,
     /// When the agent started; `GET /v1/status` reports it as `started_at`.
     pub started_at: SystemTime,
     state: RwLock<RuntimeState>,
@@ -71,6 +76,8 @@ impl AgentContext {
         AgentContext {
             settings,
             progress: ProgressBoard::default(),
+            abort: AbortSignal::default(),
+            attachments: LogAttachments::default(),
             started_at: SystemTime::now(),
             state: RwLock::new(state),
             lifecycle,
@@ -102,7 +109,11 @@ impl AgentContext {
         *self.lifecycle.borrow()
     }
 
+    /// Changes the lifecycle; stopping also asks running steps to stop.
     pub fn set_lifecycle(&self, lifecycle: Lifecycle) {
+        if let Lifecycle::Stopped { .. } = lifecycle {
+            self.abort.request();
+        }
         self.lifecycle.send_replace(lifecycle);
     }
 

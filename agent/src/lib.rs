@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod disks;
+pub mod erase;
 pub mod init;
 pub mod ironic;
 pub mod logbuf;

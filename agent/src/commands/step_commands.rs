@@ -88,6 +88,8 @@ pub(crate) async fn execute_step(
             node: &node,
             ports: &ports,
             progress: &ctx.progress,
+            abort: &ctx.abort,
+            attachments: &ctx.attachments,
         };
         managers
             .execute(&step_name, &call)

@@ -6,7 +6,7 @@ use super::value::{
     ApiVersion, Attempts, Bool, Count, Int, Ip, Limit, List, OptionalPath, Port, RequiredPath,
     Seconds, SecretText, Text, Urls,
 };
-use super::{Curve, Protocol, TlsVersion};
+use super::{Curve, NvmeSanitize, Protocol, TlsVersion};
 
 const fn opt(name: &'static str) -> ConfigName {
     ConfigName::default(name)
@@ -483,5 +483,13 @@ pub(super) static KEYS: &[KeyDef] = &[
         doc: "When not PID 1, let `power_off`/`run_image` act on the host instead of stopping the agent.",
         example: "true",
         access: access!(allow_host_power_actions, Bool),
+    },
+    KeyDef {
+        param: Some("rivet-nvme-sanitize"),
+        options: &[opt("nvme_sanitize")],
+        kernel_beats_config: false,
+        doc: "NVMe erase by Sanitize instead of Format NVM (IPA's way, `off`): `crypto` uses a crypto-erase sanitize where supported, `block` also block erase, `overwrite` also overwrite; Format NVM otherwise. Sanitize acts on every namespace of the controller and is polled for progress.",
+        example: "crypto",
+        access: access!(nvme_sanitize, NvmeSanitize),
     },
 ];

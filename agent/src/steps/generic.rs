@@ -1,15 +1,19 @@
 //! `GenericHardwareManager`: IPA's generic steps with IPA's names, interfaces, priorities,
 //! abortable flags and argsinfo (spec §6.2, IPA/hardware.py `get_*_steps`).
 //!
-//! The steps' work is not implemented in this build yet: each one fails with
-//! "<step> is not supported by this build of rivet-agent" rather than pretending to succeed.
+//! The erase steps (`erase_devices`, `erase_devices_metadata`, `erase_devices_express`) run
+//! through [`crate::erase`]. The other steps' work is not implemented in this build yet: each
+//! one fails with "<step> is not supported by this build of rivet-agent" rather than
+//! pretending to succeed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rivet_protocol::steps::{ArgInfo, Step, StepType};
 use serde_json::Value;
 
 use super::{step, HardwareManager, HardwareSupport, StepCall, StepError};
+use crate::erase::{self, EraseCall, EraseHost, EraseMode, SystemEraseHost};
 use crate::settings::Settings;
 
 const CLEAN_UEFI_NVRAM_ARGSINFO: &[(&str, &str, bool)] = &[(
@@ -92,9 +96,11 @@ fn with_args(mut s: Step, spec: &[(&str, &str, bool)]) -> Step {
 }
 
 /// IPA's `GenericHardwareManager` (`generic_hardware_manager`, version 1.2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GenericHardwareManager {
     inject_files_priority: i64,
+    settings: Settings,
+    erase_host: Arc<dyn EraseHost>,
 }
 
 impl GenericHardwareManager {
@@ -102,9 +108,18 @@ impl GenericHardwareManager {
     pub const CLASS_NAME: &'static str = "GenericHardwareManager";
     pub const VERSION: &'static str = "1.2";
 
+    /// The manager acting on this machine's disks (only those `disks::writable_candidates`
+    /// allows).
     pub fn new(settings: &Settings) -> Self {
+        Self::with_erase_host(settings, Arc::new(SystemEraseHost::for_settings(settings)))
+    }
+
+    /// The manager with the erase steps acting through `erase_host` (fakes in tests).
+    pub fn with_erase_host(settings: &Settings, erase_host: Arc<dyn EraseHost>) -> Self {
         GenericHardwareManager {
             inject_files_priority: settings.inject_files_priority,
+            settings: settings.clone(),
+            erase_host,
         }
     }
 
@@ -171,6 +186,14 @@ impl GenericHardwareManager {
     }
 }
 
+impl std::fmt::Debug for GenericHardwareManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericHardwareManager")
+            .field("inject_files_priority", &self.inject_files_priority)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HardwareManager for GenericHardwareManager {
     fn name(&self) -> &str {
         Self::NAME
@@ -196,7 +219,23 @@ impl HardwareManager for GenericHardwareManager {
             .collect()
     }
 
-    fn execute(&self, step: &str, _call: &StepCall<'_>) -> Result<Value, StepError> {
+    fn execute(&self, step: &str, call: &StepCall<'_>) -> Result<Value, StepError> {
+        let mode = match step {
+            "erase_devices" => Some(EraseMode::Full),
+            "erase_devices_metadata" => Some(EraseMode::Metadata),
+            "erase_devices_express" => Some(EraseMode::Express),
+            _ => None,
+        };
+        if let Some(mode) = mode {
+            let erase_call = EraseCall {
+                node: call.node,
+                settings: &self.settings,
+                progress: call.progress,
+                abort: call.abort,
+                attachments: call.attachments,
+            };
+            return erase::erase_step(self.erase_host.as_ref(), mode, &erase_call);
+        }
         if STEP_NAMES.contains(&step) {
             Err(StepError::NotSupported(step.to_string()))
         } else {

@@ -15,8 +15,9 @@ use rivet_protocol::steps::{GetStepsResult, HardwareManagerVersion, Step, StepTy
 use rivet_protocol::JsonObject;
 use serde_json::Value;
 
-use crate::progress::ProgressBoard;
+use crate::progress::{AbortSignal, ProgressBoard};
 use crate::settings::Settings;
+use crate::syslogs::LogAttachments;
 
 pub use generic::GenericHardwareManager;
 pub use rivet::RivetHardwareManager;
@@ -73,6 +74,10 @@ pub struct StepCall<'a> {
     pub ports: &'a Value,
     /// Where long steps report progress.
     pub progress: &'a ProgressBoard,
+    /// Set when the agent is stopping: long steps stop at their next check point.
+    pub abort: &'a AbortSignal,
+    /// Documents a step leaves for `log.collect_system_logs` (e.g. `erase-reports.json`).
+    pub attachments: &'a LogAttachments,
 }
 
 /// One hardware manager: a set of steps and their implementation.
