@@ -348,7 +348,7 @@ impl NvmeAdmin for FakeNvme {
                 }
                 let ses = (cmd.cdw10 >> 9) & 0x7;
                 if ses == 2 && self.controller_page[524] & 0x4 == 0 {
-                    return Err(Self::status("Format NVM", 0x400A));
+                    return Err(Self::status("Format NVM", 0x410A));
                 }
                 self.erase_media(ses == 2);
                 Ok(0)
@@ -432,7 +432,7 @@ impl FakeAtaDrive {
 
     fn identify_page(&self, s: &AtaSecurity) -> Vec<u8> {
         let mut page = self.identify.clone();
-        let mut w128 = u16::from_le_bytes([page[256], page[257]]) & !0x3F;
+        let mut w128 = u16::from_le_bytes([page[256], page[257]]) & !0x2F;
         let bits = [
             (s.supported, 0x01),
             (s.password.is_some(), 0x02),
