@@ -96,8 +96,9 @@ impl FakeDisk {
         lock(&self.state).data.len()
     }
 
-    fn io(&self) -> FakeDiskIo {
-        FakeDiskIo { disk: self.clone() }
+    /// An open handle on the disk.
+    pub fn open(&self) -> Box<dyn BlockIo> {
+        Box::new(FakeDiskIo { disk: self.clone() })
     }
 }
 
@@ -668,7 +669,7 @@ impl EraseHost for FakeEraseHost {
         if write {
             lock(&self.opened_for_write).push(device.name.clone());
         }
-        Ok(Box::new(found.disk.io()))
+        Ok(found.disk.open())
     }
 
     fn queue_limits(&self, device: &BlockDevice) -> QueueLimits {
