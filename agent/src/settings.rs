@@ -196,6 +196,13 @@ pub struct Settings {
     /// rivet: what `power_off`/`run_image` do when the agent is not PID 1. `false` (default):
     /// the agent stops itself instead of powering off the machine it runs on.
     pub allow_host_power_actions: bool,
+    /// rivet: devices disk steps may write when the agent is not PID 1 (empty: none). See
+    /// [`crate::disks::writable_candidates`].
+    pub host_disks: Vec<PathBuf>,
+    /// rivet: refuse root device hints that match more than one disk (default true).
+    pub strict_root_hints: bool,
+    /// rivet: iso9660 label of the boot medium besides `RIVET`.
+    pub boot_label: Option<String>,
 }
 
 impl Default for Settings {
@@ -259,6 +266,9 @@ impl Default for Settings {
             ir_pub_id: None,
             run_dir: PathBuf::from("/run/ironic-python-agent"),
             allow_host_power_actions: false,
+            host_disks: Vec::new(),
+            strict_root_hints: true,
+            boot_label: None,
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Placeholder until its issue lands: says so and exits non-zero, so nothing mistakes it
-//! for a working tool.
+use clap::Parser;
+
 fn main() {
-    eprintln!("rivet-image-builder: not built yet in this version of rivet (see the open issues)");
-    std::process::exit(2);
+    let cli = rivet_image_builder::cli::Cli::parse();
+    if let Err(err) = rivet_image_builder::run(cli) {
+        eprintln!("rivet-image-builder: error: {err:#}");
+        std::process::exit(1);
+    }
 }

@@ -6,6 +6,15 @@
 
 use std::path::PathBuf;
 
+mod boot;
+pub mod hints;
+mod safety;
+pub mod sysfs;
+pub mod udev;
+
+pub use boot::{boot_medium_reason, fat_label, iso9660_label, VolumeLabels, RIVET_LABEL};
+pub use safety::writable_candidates;
+
 /// What kind of block device this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,7 +27,8 @@ pub enum DeviceKind {
     Raid,
     /// An optical drive (`sr*`).
     Rom,
-    /// Loop, ram, zram, dm and other virtual devices.
+    /// Loop, ram, zram, dm, nbd and other virtual devices (`/sys/devices/virtual/block`),
+    /// and floppy drives (`fd*`): never install targets.
     Virtual,
 }
 

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use super::ata::{AtaPassThrough, SgIoAta};
 use super::io::{BlockIo, DeviceFile};
 use super::nvme::{DevNvme, NvmeAdmin};
-use crate::disks::{BlockDevice, DeviceKind};
+use anyhow::Context;
+
+use crate::disks::sysfs::SysfsBlockDevices;
+use crate::disks::{writable_candidates, BlockDevice, BlockDevices, DeviceKind};
+use crate::init::running_as_init;
 use crate::settings::Settings;
 
 /// Monotonic time and sleeping, for polling a sanitize.
@@ -70,12 +74,15 @@ pub struct SystemEraseHost {
 }
 
 impl SystemEraseHost {
-    /// The devices `disks::writable_candidates` allows with these settings.
-    pub fn for_settings(_settings: &Settings) -> Self {
-        SystemEraseHost::new(Box::new(|| {
-            anyhow::bail!(
-                "block device discovery (disks::writable_candidates) is not in this build yet"
-            )
+    /// This machine's block devices (sysfs), passed through `disks::writable_candidates`:
+    /// in the ramdisk every device but the boot medium; as a normal process only the
+    /// devices `rivet-host-disks` lists (and their partitions).
+    pub fn for_settings(settings: &Settings) -> Self {
+        let settings = settings.clone();
+        SystemEraseHost::new(Box::new(move || {
+            let devices = SysfsBlockDevices::from_settings(&settings);
+            let all = devices.list().context("listing block devices from sysfs")?;
+            Ok(writable_candidates(all, &settings, running_as_init()))
         }))
     }
 

@@ -3,8 +3,8 @@
 
 use super::registry::{access, ConfigName, KeyDef};
 use super::value::{
-    ApiVersion, Attempts, Bool, Count, Int, Ip, Limit, List, OptionalPath, Port, RequiredPath,
-    Seconds, SecretText, Text, Urls,
+    ApiVersion, Attempts, Bool, Count, Int, Ip, Limit, List, OptionalPath, PathList, Port,
+    RequiredPath, Seconds, SecretText, Text, Urls,
 };
 use super::{Curve, NvmeSanitize, Protocol, TlsVersion};
 
@@ -483,6 +483,30 @@ pub(super) static KEYS: &[KeyDef] = &[
         doc: "When not PID 1, let `power_off`/`run_image` act on the host instead of stopping the agent.",
         example: "true",
         access: access!(allow_host_power_actions, Bool),
+    },
+    KeyDef {
+        param: Some("rivet-host-disks"),
+        options: &[opt("host_disks")],
+        kernel_beats_config: false,
+        doc: "When not PID 1, the only devices disk steps may erase or write; empty means none.",
+        example: "/dev/loop3,/dev/nvme1n1",
+        access: access!(host_disks, PathList),
+    },
+    KeyDef {
+        param: Some("rivet-strict-root-hints"),
+        options: &[opt("strict_root_hints")],
+        kernel_beats_config: false,
+        doc: "Refuse root device hints that match more than one disk (IPA takes the first).",
+        example: "false",
+        access: access!(strict_root_hints, Bool),
+    },
+    KeyDef {
+        param: Some("rivet-boot-label"),
+        options: &[opt("boot_label")],
+        kernel_beats_config: false,
+        doc: "iso9660 label of the boot medium besides `RIVET`; that device is never written.",
+        example: "RIVET-PROD",
+        access: access!(boot_label, Text),
     },
     KeyDef {
         param: Some("rivet-nvme-sanitize"),

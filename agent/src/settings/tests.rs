@@ -384,5 +384,8 @@ fn settings_every_field_is_reachable() {
         ir_pub_id,
         run_dir,
         allow_host_power_actions,
+        host_disks,
+        strict_root_hints,
+        boot_label,
     );
 }

@@ -202,6 +202,23 @@ impl ValueType for List {
     }
 }
 
+/// Comma-separated paths; blanks around items and empty items are dropped.
+pub struct PathList;
+
+impl ValueType for PathList {
+    type Out = Vec<PathBuf>;
+    fn describe() -> String {
+        "comma-separated list of paths".into()
+    }
+    fn parse(text: &str) -> Result<Vec<PathBuf>, String> {
+        Ok(List::parse(text)?.into_iter().map(PathBuf::from).collect())
+    }
+    fn show(value: &Vec<PathBuf>) -> String {
+        let items: Vec<String> = value.iter().map(|p| p.display().to_string()).collect();
+        items.join(",")
+    }
+}
+
 /// Free text kept verbatim; empty means unset.
 pub struct Text;
 
@@ -506,6 +523,17 @@ mod tests {
             Ok(vec!["default".into(), "logs".into()])
         );
         assert_eq!(List::parse(""), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn path_lists_are_comma_separated() {
+        let paths = PathList::parse(" /dev/loop3, ,/dev/nvme1n1").expect("paths");
+        assert_eq!(
+            paths,
+            [PathBuf::from("/dev/loop3"), PathBuf::from("/dev/nvme1n1")]
+        );
+        assert_eq!(PathList::show(&paths), "/dev/loop3,/dev/nvme1n1");
+        assert_eq!(PathList::parse(""), Ok(Vec::new()));
     }
 
     #[test]

@@ -1,0 +1,35 @@
+//! rivet-image-builder: builds rivet's boot artefacts from Debian's kernel package and the
+//! static agent binary — the initramfs (newc cpio, zstd, the agent as `/init`), an ESP image
+//! usable as Ironic's `[DEFAULT]esp_image`, the `ironic-python-agent.kernel`/`.initramfs`
+//! pair Metal3 and Bifrost expect, and a hybrid ISO that boots BIOS and UEFI from CD and
+//! USB. Same inputs, same bytes. See docs/image-builder.md.
+
+pub mod apt;
+pub mod bootcfg;
+pub mod cache;
+pub mod cli;
+pub mod cpio;
+pub mod depmod;
+pub mod esp;
+pub mod hosttools;
+pub mod initramfs;
+pub mod iso;
+pub mod kernel;
+pub mod manifest;
+pub mod modindex;
+pub mod modinfo;
+pub mod pipeline;
+pub mod selection;
+
+use anyhow::Result;
+
+/// Runs one parsed command line.
+pub fn run(cli: cli::Cli) -> Result<()> {
+    match cli.command {
+        cli::Command::Build(args) => {
+            let manifest = pipeline::build(&args)?;
+            print!("{}", manifest::size_report(&manifest));
+            Ok(())
+        }
+    }
+}
