@@ -499,7 +499,9 @@ impl AtaIdentify {
         let w128 = word(data, 128);
         let lba48 = word(data, 83) & (1 << 10) != 0;
         let sectors = if lba48 {
-            (0..4).fold(0u64, |acc, i| acc | (u64::from(word(data, 100 + i)) << (16 * i)))
+            (0..4).fold(0u64, |acc, i| {
+                acc | (u64::from(word(data, 100 + i)) << (16 * i))
+            })
         } else {
             u64::from(word(data, 60)) | (u64::from(word(data, 61)) << 16)
         };
@@ -520,7 +522,9 @@ impl AtaIdentify {
                 normal_erase_time: EraseTime::from_word(word(data, 89)),
                 enhanced_erase_time: EraseTime::from_word(word(data, 90)),
             },
-            trim_reads_zero: word(data, 169) & 0x1 != 0 && w69 & (1 << 14) != 0 && w69 & (1 << 5) != 0,
+            trim_reads_zero: word(data, 169) & 0x1 != 0
+                && w69 & (1 << 14) != 0
+                && w69 & (1 << 5) != 0,
         })
     }
 }

@@ -205,9 +205,13 @@ impl DeviceJob<'_> {
                         e.timeout.as_secs()
                     ))
                 };
-                let done =
-                    ata_erase::security_erase(ata.as_mut(), &name, device.size_bytes, &mut on_start)
-                        .map_err(|e| e.to_string())?;
+                let done = ata_erase::security_erase(
+                    ata.as_mut(),
+                    &name,
+                    device.size_bytes,
+                    &mut on_start,
+                )
+                .map_err(|e| e.to_string())?;
                 Ok(json!({
                     "enhanced": done.enhanced,
                     "drive_estimate": done.estimate,
@@ -263,10 +267,9 @@ impl DeviceJob<'_> {
             }
             Method::Metadata => {
                 let mut io = self.open(true)?;
-                let outcome = erase_metadata(io.as_mut(), &mut |done, total| {
-                    reporter.bytes(done, total)
-                })
-                .map_err(|e| e.to_string())?;
+                let outcome =
+                    erase_metadata(io.as_mut(), &mut |done, total| reporter.bytes(done, total))
+                        .map_err(|e| e.to_string())?;
                 let verification = metadata_verification(&outcome);
                 if !verification.passed {
                     return Err(format!("verification failed: {}", verification.detail));

@@ -53,7 +53,12 @@ fn is_nvme_disk(device: &BlockDevice) -> bool {
 }
 
 /// Reads what the plan needs; nothing is written.
-fn gather(host: &dyn EraseHost, device: BlockDevice, knobs: &Knobs, mode: EraseMode) -> DeviceFacts {
+fn gather(
+    host: &dyn EraseHost,
+    device: BlockDevice,
+    knobs: &Knobs,
+    mode: EraseMode,
+) -> DeviceFacts {
     let limits = host.queue_limits(&device);
     let protected = if knobs.guard_special_filesystems && device.kind != DeviceKind::Rom {
         match host
@@ -62,25 +67,29 @@ fn gather(host: &dyn EraseHost, device: BlockDevice, knobs: &Knobs, mode: EraseM
         {
             Ok(found) => found.map(str::to_string),
             Err(e) => {
-                tracing::warn!("checking {} for protected partitions: {e}", device.path.display());
+                tracing::warn!(
+                    "checking {} for protected partitions: {e}",
+                    device.path.display()
+                );
                 None
             }
         }
     } else {
         None
     };
-    let nvme = if mode != EraseMode::Metadata && knobs.enable_nvme_secure_erase && is_nvme_disk(&device) {
-        match host
-            .nvme(&device)
-            .map_err(|e| e.to_string())
-            .and_then(|mut admin| nvme_erase::probe(admin.as_mut()).map_err(|e| e.to_string()))
-        {
-            Ok(probe) => NvmeFacts::Probed(Box::new(probe)),
-            Err(e) => NvmeFacts::Failed(e),
-        }
-    } else {
-        NvmeFacts::NotProbed
-    };
+    let nvme =
+        if mode != EraseMode::Metadata && knobs.enable_nvme_secure_erase && is_nvme_disk(&device) {
+            match host
+                .nvme(&device)
+                .map_err(|e| e.to_string())
+                .and_then(|mut admin| nvme_erase::probe(admin.as_mut()).map_err(|e| e.to_string()))
+            {
+                Ok(probe) => NvmeFacts::Probed(Box::new(probe)),
+                Err(e) => NvmeFacts::Failed(e),
+            }
+        } else {
+            NvmeFacts::NotProbed
+        };
     let ata = if mode == EraseMode::Full
         && knobs.enable_ata_secure_erase
         && device.kind == DeviceKind::Disk
@@ -150,7 +159,9 @@ pub fn run_erase(
         Err(e) => {
             return finish(
                 Vec::new(),
-                Some(EraseFailure::Devices(format!("listing block devices: {e:#}"))),
+                Some(EraseFailure::Devices(format!(
+                    "listing block devices: {e:#}"
+                ))),
             )
         }
     };
@@ -216,7 +227,10 @@ pub fn run_erase(
 
     let reports: Vec<Mutex<Option<EraseReport>>> = facts.iter().map(|_| Mutex::new(None)).collect();
     let units = units(&facts);
-    let workers = knobs.concurrency.unwrap_or(units.len()).clamp(1, units.len().max(1));
+    let workers = knobs
+        .concurrency
+        .unwrap_or(units.len())
+        .clamp(1, units.len().max(1));
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -229,7 +243,11 @@ pub fn run_erase(
                     let f = &facts[i];
                     let report = match &plans[i] {
                         Plan::Skip { reason } => {
-                            tracing::info!("{}: skipping {}: {reason}", mode.step_name(), f.device.path.display());
+                            tracing::info!(
+                                "{}: skipping {}: {reason}",
+                                mode.step_name(),
+                                f.device.path.display()
+                            );
                             EraseReport::new(&f.device, mode.step_name(), Outcome::Skipped)
                                 .with_reason(reason.clone())
                         }

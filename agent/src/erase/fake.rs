@@ -12,7 +12,7 @@ use super::ata::{
     CMD_SECURITY_SET_PASSWORD, CMD_SECURITY_UNLOCK, ERROR_ABRT,
 };
 use super::host::{EraseClock, EraseHost, QueueLimits};
-use super::io::BlockIo;
+use super::io::{align_down, BlockIo};
 use super::nvme::{
     AdminCommand, NvmeAdmin, NvmeError, NvmeStatus, CNS_ACTIVE_NAMESPACES, CNS_CONTROLLER,
     CNS_NAMESPACE, LID_SANITIZE_STATUS, OPC_FORMAT_NVM, OPC_GET_LOG_PAGE, OPC_IDENTIFY,
@@ -111,7 +111,7 @@ impl FakeDiskIo {
     fn check(&self, offset: u64, len: u64) -> io::Result<()> {
         let lbs = u64::from(self.disk.logical_block_size);
         let size = self.size();
-        if offset % lbs != 0 || len % lbs != 0 {
+        if align_down(offset, lbs) != offset || align_down(len, lbs) != len {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         if offset + len > size {
@@ -216,6 +216,9 @@ pub struct FakeNvme {
     pub namespace_page: Vec<u8>,
     pub active_namespaces: Vec<u32>,
     pub sanitize: SanitizeBehaviour,
+    /// Format NVM succeeds without touching the media (what a format without a secure
+    /// erase setting does on real drives).
+    pub format_is_a_no_op: bool,
     /// ETCE/ETBE/ETO the log reports.
     pub estimates: [u32; 3],
     state: Arc<Mutex<NvmeState>>,
@@ -230,6 +233,7 @@ impl FakeNvme {
             namespace_page,
             active_namespaces: vec![1],
             sanitize: SanitizeBehaviour::Unsupported,
+            format_is_a_no_op: false,
             estimates: [u32::MAX; 3],
             state: Arc::new(Mutex::new(NvmeState {
                 commands: Vec::new(),
@@ -343,7 +347,8 @@ impl NvmeAdmin for FakeNvme {
                 if let Some(status) = state.format_status.take() {
                     return Err(Self::status("Format NVM", status));
                 }
-                let oacs = u16::from_le_bytes([self.controller_page[256], self.controller_page[257]]);
+                let oacs =
+                    u16::from_le_bytes([self.controller_page[256], self.controller_page[257]]);
                 if oacs & 0x2 == 0 {
                     return Err(Self::status("Format NVM", 0x4001));
                 }
@@ -351,7 +356,9 @@ impl NvmeAdmin for FakeNvme {
                 if ses == 2 && self.controller_page[524] & 0x4 == 0 {
                     return Err(Self::status("Format NVM", 0x410A));
                 }
-                self.erase_media(ses == 2);
+                if !self.format_is_a_no_op {
+                    self.erase_media(ses == 2);
+                }
                 Ok(0)
             }
             OPC_SANITIZE => {
@@ -651,7 +658,10 @@ impl FakeEraseHost {
             .iter()
             .find(|d| d.device.name == device.name)
             .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no fake device {}", device.name))
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no fake device {}", device.name),
+                )
             })
     }
 }

@@ -95,7 +95,12 @@ impl SystemEraseHost {
     }
 
     fn queue_value(&self, disk: &str, name: &str) -> u64 {
-        let path = self.sys_root.join("block").join(disk).join("queue").join(name);
+        let path = self
+            .sys_root
+            .join("block")
+            .join(disk)
+            .join("queue")
+            .join(name);
         std::fs::read_to_string(&path)
             .ok()
             .and_then(|v| v.trim().parse().ok())

@@ -23,7 +23,10 @@ pub struct AlignedBuf {
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> Self {
         let storage = vec![0u8; len + BUFFER_ALIGN];
-        let start = storage.as_ptr().align_offset(BUFFER_ALIGN).min(BUFFER_ALIGN);
+        let start = storage
+            .as_ptr()
+            .align_offset(BUFFER_ALIGN)
+            .min(BUFFER_ALIGN);
         AlignedBuf {
             storage,
             start,
@@ -114,20 +117,21 @@ impl DeviceFile {
             path.display(),
             if write { "writing" } else { "reading" }
         )))?;
-        let meta = file
-            .metadata()
-            .map_err(context(format!("reading the metadata of {}", path.display())))?;
+        let meta = file.metadata().map_err(context(format!(
+            "reading the metadata of {}",
+            path.display()
+        )))?;
         let is_block_device = meta.file_type().is_block_device();
         let (size, logical_block_size) = if is_block_device {
             let mut size = 0u64;
             // SAFETY: BLKGETSIZE64 writes one u64 to the pointer, which is valid.
             unsafe { ioctls::blkgetsize64(file.as_raw_fd(), &mut size) }
-                .map_err(|e| io::Error::from(e))
+                .map_err(io::Error::from)
                 .map_err(context(format!("BLKGETSIZE64 on {}", path.display())))?;
             let mut lbs: libc::c_int = 0;
             // SAFETY: BLKSSZGET writes one int to the pointer, which is valid.
             unsafe { ioctls::blksszget(file.as_raw_fd(), &mut lbs) }
-                .map_err(|e| io::Error::from(e))
+                .map_err(io::Error::from)
                 .map_err(context(format!("BLKSSZGET on {}", path.display())))?;
             (size, u32::try_from(lbs).unwrap_or(512).max(512))
         } else {
@@ -186,11 +190,13 @@ impl BlockIo for DeviceFile {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(context(format!(
-            "reading {} bytes at {offset} from {}",
-            buf.len(),
-            self.path.display()
-        )))
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(context(format!(
+                "reading {} bytes at {offset} from {}",
+                buf.len(),
+                self.path.display()
+            )))
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
@@ -241,10 +247,8 @@ impl BlockIo for DeviceFile {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EBUSY) => last = Some(nix::errno::Errno::EBUSY),
                 Err(other) => {
-                    return Err(io::Error::from(other)).map_err(context(format!(
-                        "BLKRRPART on {}",
-                        self.path.display()
-                    )))
+                    return Err(io::Error::from(other))
+                        .map_err(context(format!("BLKRRPART on {}", self.path.display())))
                 }
             }
         }

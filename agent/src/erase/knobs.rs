@@ -81,17 +81,17 @@ impl Knobs {
         let bool_knob = |key: &str, default: bool| -> Result<bool, String> {
             match get(key) {
                 None => Ok(default),
-                Some(v) => {
-                    flag(v).ok_or_else(|| format!("driver_internal_info.{key} must be a boolean, got {v}"))
-                }
+                Some(v) => flag(v).ok_or_else(|| {
+                    format!("driver_internal_info.{key} must be a boolean, got {v}")
+                }),
             }
         };
         let int_knob = |key: &str| -> Result<Option<i64>, String> {
             match get(key) {
                 None => Ok(None),
-                Some(v) => number(v)
-                    .map(Some)
-                    .ok_or_else(|| format!("driver_internal_info.{key} must be an integer, got {v}")),
+                Some(v) => number(v).map(Some).ok_or_else(|| {
+                    format!("driver_internal_info.{key} must be an integer, got {v}")
+                }),
             }
         };
         let iterations = match int_knob("agent_erase_devices_iterations")? {

@@ -64,12 +64,11 @@ pub fn erase_step(
     mode: EraseMode,
     call: &EraseCall<'_>,
 ) -> Result<Value, StepError> {
-    let knobs = Knobs::from_node(call.node, call.settings).map_err(|message| {
-        StepError::InvalidArgs {
+    let knobs =
+        Knobs::from_node(call.node, call.settings).map_err(|message| StepError::InvalidArgs {
             step: mode.step_name().to_string(),
             message,
-        }
-    })?;
+        })?;
     tracing::info!(?knobs, "{}: starting", mode.step_name());
     let outcome = run_erase(host, mode, &knobs, call.progress, call.abort);
     let reports = serde_json::to_value(&outcome.reports).unwrap_or(Value::Null);

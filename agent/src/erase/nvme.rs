@@ -235,7 +235,11 @@ impl std::fmt::Display for NvmeStatus {
             self.0,
             self.code_type(),
             self.code(),
-            if self.do_not_retry() { ", do not retry" } else { "" }
+            if self.do_not_retry() {
+                ", do not retry"
+            } else {
+                ""
+            }
         )
     }
 }

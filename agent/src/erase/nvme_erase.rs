@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::host::EraseClock;
 use super::nvme::{
     format_cdw10, parse_namespace_list, sanitize_cdw10, AdminCommand, ControllerInfo,
-    NamespaceInfo, NvmeAdmin, NvmeError, SanitizeAction, SanitizeLog, SanitizeState,
-    SecureErase, CNS_ACTIVE_NAMESPACES, CNS_CONTROLLER, CNS_NAMESPACE, IDENTIFY_LEN,
-    LID_SANITIZE_STATUS, NSID_ALL, SANITIZE_LOG_LEN,
+    NamespaceInfo, NvmeAdmin, NvmeError, SanitizeAction, SanitizeLog, SanitizeState, SecureErase,
+    CNS_ACTIVE_NAMESPACES, CNS_CONTROLLER, CNS_NAMESPACE, IDENTIFY_LEN, LID_SANITIZE_STATUS,
+    NSID_ALL, SANITIZE_LOG_LEN,
 };
 
 /// What the erase knows about one NVMe namespace and its controller.
@@ -46,15 +46,15 @@ pub fn probe(admin: &mut dyn NvmeAdmin) -> Result<NvmeProbe, NvmeError> {
     admin.admin(&AdminCommand::identify(CNS_NAMESPACE, nsid), &mut page)?;
     let namespace = NamespaceInfo::parse(&page)?;
     page.fill(0);
-    let active_namespaces = match admin.admin(&AdminCommand::identify(CNS_ACTIVE_NAMESPACES, 0), &mut page)
-    {
-        Ok(_) => Some(parse_namespace_list(&page)),
-        Err(NvmeError::Status { status, .. }) => {
-            tracing::info!("the controller cannot list its active namespaces: {status}");
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let active_namespaces =
+        match admin.admin(&AdminCommand::identify(CNS_ACTIVE_NAMESPACES, 0), &mut page) {
+            Ok(_) => Some(parse_namespace_list(&page)),
+            Err(NvmeError::Status { status, .. }) => {
+                tracing::info!("the controller cannot list its active namespaces: {status}");
+                None
+            }
+            Err(e) => return Err(e),
+        };
     Ok(NvmeProbe {
         nsid,
         controller,

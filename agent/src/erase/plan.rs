@@ -367,7 +367,11 @@ pub fn plan(facts: &DeviceFacts, knobs: &Knobs, mode: EraseMode) -> Plan {
                     let go_on = discard || knobs.continue_if_secure_erase_failed;
                     let mut attempts = vec![attempt(
                         method,
-                        if go_on { OnFailure::Next } else { OnFailure::Fail },
+                        if go_on {
+                            OnFailure::Next
+                        } else {
+                            OnFailure::Fail
+                        },
                     )];
                     if discard {
                         attempts.push(attempt(

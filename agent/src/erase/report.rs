@@ -12,7 +12,7 @@ use crate::disks::{BlockDevice, DeviceKind};
 
 /// How the device's erase ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Erased,
     /// Left alone on purpose (boot medium, RAID member, read-only with the skip knob...).

@@ -33,7 +33,7 @@ const BCACHE_MAGIC: [u8; 16] = [
     0xc6, 0x85, 0x73, 0xf6, 0x4e, 0x1a, 0x45, 0xca, 0x82, 0x65, 0xf5, 0x7f, 0x48, 0xba, 0x6d, 0x81,
 ];
 
-fn at<'a>(buf: &'a [u8], offset: usize, len: usize) -> Option<&'a [u8]> {
+fn at(buf: &[u8], offset: usize, len: usize) -> Option<&[u8]> {
     buf.get(offset..offset.checked_add(len)?)
 }
 
@@ -324,10 +324,12 @@ pub fn read_gpt(io: &mut dyn BlockIo) -> io::Result<Option<Gpt>> {
         let entry_size = u64::from(le32(&header, 84).unwrap_or(0));
         let mut partitions = Vec::new();
         let entries_bytes = count * entry_size;
-        if entry_size >= 128 && entry_size <= 4096 {
-            if let Some(entries) =
-                read_bytes(io, entries_lba.saturating_mul(block), entries_bytes as usize)?
-            {
+        if (128..=4096).contains(&entry_size) {
+            if let Some(entries) = read_bytes(
+                io,
+                entries_lba.saturating_mul(block),
+                entries_bytes as usize,
+            )? {
                 for entry in entries.chunks_exact(entry_size as usize) {
                     if entry[..16].iter().all(|&b| b == 0) {
                         continue;

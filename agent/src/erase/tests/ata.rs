@@ -33,7 +33,10 @@ fn cdb_for_security_commands() {
     );
     // Non-data (protocol 3), no transfer length.
     assert_eq!(
-        cdb16(&AtaCommand::new(CMD_SECURITY_ERASE_PREPARE), Direction::None),
+        cdb16(
+            &AtaCommand::new(CMD_SECURITY_ERASE_PREPARE),
+            Direction::None
+        ),
         [0x85, 0x06, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xF3, 0]
     );
     // LBA bits 27:24 go to the device field.
@@ -41,14 +44,19 @@ fn cdb_for_security_commands() {
     lba.lba = 0x0ABC_DEF1;
     lba.device = 0x40;
     let cdb = cdb16(&lba, Direction::None);
-    assert_eq!((cdb[8], cdb[10], cdb[12], cdb[13]), (0xF1, 0xDE, 0xBC, 0x4A));
+    assert_eq!(
+        (cdb[8], cdb[10], cdb[12], cdb[13]),
+        (0xF1, 0xDE, 0xBC, 0x4A)
+    );
 }
 
 /// Descriptor sense as libata returns it with CK_COND: RECOVERED ERROR, 00h/1Dh, and the
 /// ATA Status Return descriptor.
 fn descriptor_sense(key: u8, error: u8, status: u8) -> Vec<u8> {
     let mut sense = vec![0x72, key, 0x00, 0x1D, 0, 0, 0, 14];
-    sense.extend_from_slice(&[0x09, 0x0C, 0x00, error, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x40, status]);
+    sense.extend_from_slice(&[
+        0x09, 0x0C, 0x00, error, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x40, status,
+    ]);
     sense
 }
 
@@ -85,7 +93,9 @@ fn fixed_format_sense() {
     assert!(err.is_unsupported(), "{err}");
     assert!(err.to_string().contains("20h/00h"), "{err}");
     // SAT fixed format with the ATA registers in the INFORMATION field.
-    let regs = [0x70, 0, 0x01, 0x04, 0x51, 0x40, 0x00, 10, 0, 0, 0, 0, 0x00, 0x1D];
+    let regs = [
+        0x70, 0, 0x01, 0x04, 0x51, 0x40, 0x00, 10, 0, 0, 0, 0, 0x00, 0x1D,
+    ];
     let parsed = parse_sense(&regs).unwrap();
     assert_eq!(parsed.ata.map(|r| (r.error, r.status)), Some((0x04, 0x51)));
     assert!(matches!(
@@ -162,9 +172,15 @@ fn erase_time_words_and_timeouts() {
 
     let tb = 1_000_000_000_000u64;
     // 4 minutes x 1.5 + 15 minutes.
-    assert_eq!(EraseTime::Minutes(4).timeout(tb), Duration::from_secs(360 + 900));
+    assert_eq!(
+        EraseTime::Minutes(4).timeout(tb),
+        Duration::from_secs(360 + 900)
+    );
     // No estimate: the whole drive at 10 MB/s plus 15 minutes.
-    assert_eq!(EraseTime::NotReported.timeout(tb), Duration::from_secs(100_000 + 900));
+    assert_eq!(
+        EraseTime::NotReported.timeout(tb),
+        Duration::from_secs(100_000 + 900)
+    );
     // "More than 508 minutes" on a small drive: the estimate bound wins.
     assert_eq!(
         EraseTime::MoreThan(508).timeout(1_000_000),

@@ -80,11 +80,21 @@ fn a_frozen_drive_is_refused_with_the_cause_and_the_fix() {
     let err = result.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, AtaEraseError::Frozen { .. }));
-    for needle in ["/dev/sda", "frozen", "SECURITY FREEZE LOCK", "suspend", "hot-plug"] {
+    for needle in [
+        "/dev/sda",
+        "frozen",
+        "SECURITY FREEZE LOCK",
+        "suspend",
+        "hot-plug",
+    ] {
         assert!(text.contains(needle), "{needle} not in {text}");
     }
     assert!(started.is_empty());
-    assert_eq!(d.commands(), [CMD_IDENTIFY_DEVICE], "nothing but IDENTIFY was sent");
+    assert_eq!(
+        d.commands(),
+        [CMD_IDENTIFY_DEVICE],
+        "nothing but IDENTIFY was sent"
+    );
     assert!(d.disk.contents().iter().all(|&b| b == 0xAB));
 }
 
@@ -99,7 +109,10 @@ fn a_drive_locked_with_the_erase_password_is_unlocked_and_erased() {
     result.unwrap();
     let commands = d.commands();
     assert_eq!(commands[1], CMD_SECURITY_UNLOCK);
-    assert!(!commands.contains(&CMD_SECURITY_SET_PASSWORD), "already enabled");
+    assert!(
+        !commands.contains(&CMD_SECURITY_SET_PASSWORD),
+        "already enabled"
+    );
     assert!(d.disk.contents().iter().all(|&b| b == 0));
 }
 
@@ -114,7 +127,16 @@ fn a_drive_locked_by_someone_else_is_reported() {
     });
     let (result, _) = erase(&mut d);
     let err = result.unwrap_err();
-    assert!(matches!(err, AtaEraseError::Locked { count_expired: false, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            AtaEraseError::Locked {
+                count_expired: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("user or master password"), "{err}");
     assert!(d.disk.contents().iter().all(|&b| b == 0xAB));
 }
@@ -145,7 +167,10 @@ fn a_failed_erase_unit_clears_the_password() {
     let (result, _) = erase(&mut d);
     let err = result.unwrap_err();
     assert!(matches!(err, AtaEraseError::EraseFailed { .. }), "{err}");
-    assert!(err.to_string().contains("the password was cleared"), "{err}");
+    assert!(
+        err.to_string().contains("the password was cleared"),
+        "{err}"
+    );
     assert_eq!(d.security().password, None);
     let commands = d.commands();
     assert_eq!(

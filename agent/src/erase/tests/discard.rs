@@ -20,8 +20,14 @@ fn disk(discard: DiscardBehaviour, secure: bool, write_zeroes: bool) -> FakeDisk
 #[test]
 fn secure_discard_that_reads_zeroes() {
     let d = disk(DiscardBehaviour::Zeroes, true, false);
-    let out = discard_erase(d.open().as_mut(), &samples(4 << 20), 5, false, &mut |_, _| Ok(()))
-        .unwrap();
+    let out = discard_erase(
+        d.open().as_mut(),
+        &samples(4 << 20),
+        5,
+        false,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
     assert!(out.secure && !out.zeroed_out);
     assert!(out.read_back.all_zero());
     assert!(d.contents().iter().all(|&b| b == 0));
@@ -30,16 +36,28 @@ fn secure_discard_that_reads_zeroes() {
 #[test]
 fn plain_discard_when_secure_is_not_supported() {
     let d = disk(DiscardBehaviour::Zeroes, false, false);
-    let out = discard_erase(d.open().as_mut(), &samples(4 << 20), 5, false, &mut |_, _| Ok(()))
-        .unwrap();
+    let out = discard_erase(
+        d.open().as_mut(),
+        &samples(4 << 20),
+        5,
+        false,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
     assert!(!out.secure);
 }
 
 #[test]
 fn a_discard_that_keeps_data_is_followed_by_zeroout() {
     let d = disk(DiscardBehaviour::KeepsData, false, true);
-    let out = discard_erase(d.open().as_mut(), &samples(4 << 20), 5, true, &mut |_, _| Ok(()))
-        .unwrap();
+    let out = discard_erase(
+        d.open().as_mut(),
+        &samples(4 << 20),
+        5,
+        true,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
     assert!(out.zeroed_out);
     assert!(d.contents().iter().all(|&b| b == 0));
 }
@@ -47,8 +65,14 @@ fn a_discard_that_keeps_data_is_followed_by_zeroout() {
 #[test]
 fn a_discard_that_keeps_data_without_zeroout_fails() {
     let d = disk(DiscardBehaviour::KeepsData, false, false);
-    let err = discard_erase(d.open().as_mut(), &samples(4 << 20), 5, false, &mut |_, _| Ok(()))
-        .unwrap_err();
+    let err = discard_erase(
+        d.open().as_mut(),
+        &samples(4 << 20),
+        5,
+        false,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap_err();
     assert!(matches!(err, DiscardError::NotZeroed(_)), "{err}");
     assert!(err.to_string().contains("do not read as zeroes"), "{err}");
 }
@@ -56,7 +80,13 @@ fn a_discard_that_keeps_data_without_zeroout_fails() {
 #[test]
 fn no_discard_support_is_an_error() {
     let d = disk(DiscardBehaviour::None, false, true);
-    let err = discard_erase(d.open().as_mut(), &samples(4 << 20), 5, true, &mut |_, _| Ok(()))
-        .unwrap_err();
+    let err = discard_erase(
+        d.open().as_mut(),
+        &samples(4 << 20),
+        5,
+        true,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap_err();
     assert!(matches!(err, DiscardError::Io(_)), "{err}");
 }

@@ -40,7 +40,9 @@ fn head_tail_and_btrfs_mirrors() {
     let odd = 100 * MIB + 4096 * 3;
     let regions_4k = regions(odd, 4096, None);
     assert_eq!(*regions_4k.last().unwrap(), r(odd - 4 * MIB, 4 * MIB));
-    assert!(regions_4k.iter().all(|x| x.offset % 4096 == 0 && x.len % 4096 == 0));
+    assert!(regions_4k
+        .iter()
+        .all(|x| x.offset % 4096 == 0 && x.len % 4096 == 0));
 }
 
 #[test]
@@ -76,7 +78,10 @@ fn regions_overlapping_are_merged_and_clipped() {
         partitions: Vec::new(),
     };
     let found = regions(100 * MIB, 512, Some(&gpt));
-    assert_eq!(found, [r(0, 4 * MIB), r(64 * MIB, 4096), r(96 * MIB, 4 * MIB)]);
+    assert_eq!(
+        found,
+        [r(0, 4 * MIB), r(64 * MIB, 4096), r(96 * MIB, 4 * MIB)]
+    );
 }
 
 #[test]
@@ -98,8 +103,14 @@ fn erase_metadata_zeroes_the_regions_and_leaves_the_rest() {
     let data = disk.contents();
     assert!(data[..4 * MIB as usize].iter().all(|&b| b == 0));
     assert!(data[size - 4 * MIB as usize..].iter().all(|&b| b == 0));
-    assert!(data[64 * MIB as usize..64 * MIB as usize + 4096].iter().all(|&b| b == 0));
-    assert_eq!(data[5 * MIB as usize], 0x77, "user data outside the regions stays");
+    assert!(data[64 * MIB as usize..64 * MIB as usize + 4096]
+        .iter()
+        .all(|&b| b == 0));
+    assert_eq!(
+        data[5 * MIB as usize],
+        0x77,
+        "user data outside the regions stays"
+    );
     assert_eq!(data[64 * MIB as usize + 4096], 0x77);
 }
 
@@ -115,7 +126,10 @@ fn a_read_only_device_fails_with_erofs() {
 fn progress_can_stop_the_wipe() {
     let disk = FakeDisk::new(16 * MIB as usize, 512, 0x11);
     let err = erase_metadata(disk.open().as_mut(), &mut |_, _| {
-        Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "aborted"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "aborted",
+        ))
     })
     .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::Interrupted);

@@ -11,7 +11,7 @@ fn kernel_struct_and_ioctl_numbers_match_the_uapi_header() {
         nix::request_code_readwrite!(b'N', 0x41, std::mem::size_of::<NvmeAdminCmd>()) as u64,
         0xC048_4E41
     );
-    assert_eq!(nix::request_code_none!(b'N', 0x40) as u64, 0x4E40);
+    assert_eq!(nix::request_code_none!(b'N', 0x40), 0x4E40);
 }
 
 #[test]
@@ -64,7 +64,10 @@ fn identify_controller_fna_and_sanicap_bits() {
 #[test]
 fn short_pages_are_errors_not_panics() {
     let err = ControllerInfo::parse(&[0u8; 100]).unwrap_err();
-    assert!(err.to_string().contains("100 bytes, expected 4096"), "{err}");
+    assert!(
+        err.to_string().contains("100 bytes, expected 4096"),
+        "{err}"
+    );
     assert!(NamespaceInfo::parse(&[0u8; 4095]).is_err());
     assert!(SanitizeLog::parse(&[0u8; 31]).is_err());
 }
@@ -156,7 +159,10 @@ fn admin_command_builders() {
 
 #[test]
 fn namespace_lists_end_at_zero() {
-    assert_eq!(parse_namespace_list(&fixture("ns-list-1-2-7.bin")), [1, 2, 7]);
+    assert_eq!(
+        parse_namespace_list(&fixture("ns-list-1-2-7.bin")),
+        [1, 2, 7]
+    );
     assert!(parse_namespace_list(&[0u8; 4096]).is_empty());
 }
 
@@ -204,6 +210,9 @@ fn status_decoding() {
     );
     assert_eq!(NvmeStatus(0x010A).meaning(), "Invalid Format");
     assert_eq!(NvmeStatus(0x001D).meaning(), "Sanitize In Progress");
-    assert_eq!(NvmeStatus(0x0281).meaning(), "Media and Data Integrity Error");
+    assert_eq!(
+        NvmeStatus(0x0281).meaning(),
+        "Media and Data Integrity Error"
+    );
     assert!(!NvmeStatus(0x0002).is_invalid_opcode());
 }

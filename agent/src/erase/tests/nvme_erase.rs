@@ -28,7 +28,11 @@ fn probe_reads_controller_namespace_and_active_list() {
     assert_eq!(probe.namespace.block_size(), 512);
     assert_eq!(probe.active_namespaces, Some(vec![1, 2, 7]));
     assert_eq!(probe.other_namespaces(), [2, 7]);
-    let opcodes: Vec<(u8, u32)> = nvme.commands().iter().map(|c| (c.opcode, c.cdw10)).collect();
+    let opcodes: Vec<(u8, u32)> = nvme
+        .commands()
+        .iter()
+        .map(|c| (c.opcode, c.cdw10))
+        .collect();
     assert_eq!(opcodes, [(0x06, 1), (0x06, 0), (0x06, 2)]);
 }
 
@@ -54,7 +58,10 @@ fn format_sends_the_namespace_format_and_erase_setting() {
     assert_eq!(sent.nsid, 1);
     assert_eq!(sent.cdw10, 2 << 9);
     assert_eq!(sent.timeout, Duration::from_secs(600));
-    assert!(nvme.disk.contents().iter().all(|&b| b == 0xC3), "crypto erase garbage");
+    assert!(
+        nvme.disk.contents().iter().all(|&b| b == 0xC3),
+        "crypto erase garbage"
+    );
 
     format(&mut nvme, &p, SecureErase::UserData, true, 1 << 40).unwrap();
     let sent = *nvme.commands().last().unwrap();
@@ -66,8 +73,14 @@ fn format_sends_the_namespace_format_and_erase_setting() {
 
 #[test]
 fn format_timeouts() {
-    assert_eq!(format_timeout(SecureErase::Cryptographic, 1 << 50), Duration::from_secs(600));
-    assert_eq!(format_timeout(SecureErase::UserData, 1 << 20), Duration::from_secs(1800));
+    assert_eq!(
+        format_timeout(SecureErase::Cryptographic, 1 << 50),
+        Duration::from_secs(600)
+    );
+    assert_eq!(
+        format_timeout(SecureErase::UserData, 1 << 20),
+        Duration::from_secs(1800)
+    );
 }
 
 #[test]
@@ -86,16 +99,25 @@ fn sanitize_is_polled_to_completion_with_progress_and_estimate() {
     nvme.estimates = [30, 600, u32::MAX];
     let clock = FakeClock::default();
     let mut ticks = Vec::new();
-    let done = sanitize(&mut nvme, SanitizeAction::CryptoErase, 0, &clock, POLL, &mut |t| {
-        ticks.push(*t);
-        Ok(())
-    })
+    let done = sanitize(
+        &mut nvme,
+        SanitizeAction::CryptoErase,
+        0,
+        &clock,
+        POLL,
+        &mut |t| {
+            ticks.push(*t);
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!(done.estimate, Some(Duration::from_secs(30)));
     assert_eq!(done.took, POLL * 3);
     let percents: Vec<f64> = ticks.iter().map(|t| t.percent).collect();
     assert_eq!(percents, [25.0, 50.0, 75.0]);
-    assert!(ticks.iter().all(|t| t.estimate == Some(Duration::from_secs(30))));
+    assert!(ticks
+        .iter()
+        .all(|t| t.estimate == Some(Duration::from_secs(30))));
     let commands = nvme.commands();
     assert_eq!(commands[0].opcode, 0x02, "the log is read before starting");
     assert_eq!((commands[1].opcode, commands[1].cdw10), (0x84, 0x0C));
@@ -107,12 +129,26 @@ fn a_failed_sanitize_leaves_failure_mode() {
     let mut nvme = controller("id-ctrl-datacenter.bin");
     nvme.sanitize = SanitizeBehaviour::FailsAfter(2);
     let clock = FakeClock::default();
-    let err = sanitize(&mut nvme, SanitizeAction::BlockErase, 0, &clock, POLL, &mut |_| Ok(()))
-        .unwrap_err();
+    let err = sanitize(
+        &mut nvme,
+        SanitizeAction::BlockErase,
+        0,
+        &clock,
+        POLL,
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
     assert!(matches!(err, SanitizeError::Failed(..)), "{err}");
-    assert!(err.to_string().contains("left the sanitize failure mode"), "{err}");
+    assert!(
+        err.to_string().contains("left the sanitize failure mode"),
+        "{err}"
+    );
     let last = *nvme.commands().last().unwrap();
-    assert_eq!((last.opcode, last.cdw10), (0x84, 0x09), "Exit Failure Mode with AUSE");
+    assert_eq!(
+        (last.opcode, last.cdw10),
+        (0x84, 0x09),
+        "Exit Failure Mode with AUSE"
+    );
 }
 
 #[test]
@@ -121,8 +157,15 @@ fn a_sanitize_that_never_ends_times_out_on_the_estimate() {
     nvme.sanitize = SanitizeBehaviour::Never;
     nvme.estimates = [30, 600, u32::MAX];
     let clock = FakeClock::default();
-    let err = sanitize(&mut nvme, SanitizeAction::CryptoErase, 0, &clock, POLL, &mut |_| Ok(()))
-        .unwrap_err();
+    let err = sanitize(
+        &mut nvme,
+        SanitizeAction::CryptoErase,
+        0,
+        &clock,
+        POLL,
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
     match err {
         SanitizeError::TimedOut { waited, estimate } => {
             assert_eq!(estimate, Some(Duration::from_secs(30)));
@@ -151,9 +194,19 @@ fn stopping_the_wait_is_reported() {
     let mut nvme = controller("id-ctrl-datacenter.bin");
     nvme.sanitize = SanitizeBehaviour::Never;
     let clock = FakeClock::default();
-    let err = sanitize(&mut nvme, SanitizeAction::CryptoErase, 0, &clock, POLL, &mut |_| {
-        Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "aborted"))
-    })
+    let err = sanitize(
+        &mut nvme,
+        SanitizeAction::CryptoErase,
+        0,
+        &clock,
+        POLL,
+        &mut |_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "aborted",
+            ))
+        },
+    )
     .unwrap_err();
     assert!(matches!(err, SanitizeError::Stopped(_)), "{err}");
     assert!(err.to_string().contains("keeps working"), "{err}");
@@ -164,9 +217,18 @@ fn a_sanitize_already_running_is_waited_for_first() {
     let mut nvme = controller("id-ctrl-datacenter.bin");
     nvme.sanitize = SanitizeBehaviour::CompletesAfter(2);
     // A block erase started earlier (e.g. before a power cycle).
-    nvme.admin(&AdminCommand::sanitize(0x0A, 0), &mut []).unwrap();
+    nvme.admin(&AdminCommand::sanitize(0x0A, 0), &mut [])
+        .unwrap();
     let clock = FakeClock::default();
-    sanitize(&mut nvme, SanitizeAction::CryptoErase, 0, &clock, POLL, &mut |_| Ok(())).unwrap();
+    sanitize(
+        &mut nvme,
+        SanitizeAction::CryptoErase,
+        0,
+        &clock,
+        POLL,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
     let sanitizes: Vec<u32> = nvme
         .commands()
         .iter()
@@ -180,7 +242,17 @@ fn a_sanitize_already_running_is_waited_for_first() {
 fn qemu_has_no_sanitize() {
     let mut nvme = controller("id-ctrl-qemu.bin");
     let clock = FakeClock::default();
-    let err = sanitize(&mut nvme, SanitizeAction::CryptoErase, 0, &clock, POLL, &mut |_| Ok(()))
-        .unwrap_err();
-    assert!(err.to_string().contains("Invalid Field in Command"), "{err}");
+    let err = sanitize(
+        &mut nvme,
+        SanitizeAction::CryptoErase,
+        0,
+        &clock,
+        POLL,
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("Invalid Field in Command"),
+        "{err}"
+    );
 }

@@ -38,17 +38,24 @@ fn random_then_zeroes_with_progress() {
 #[test]
 fn random_passes_leave_random_data() {
     let disk = FakeDisk::new(1024 * 1024, 4096, 0);
-    overwrite(disk.open().as_mut(), &passes(1, false), true, &mut |_| Ok(())).unwrap();
+    overwrite(disk.open().as_mut(), &passes(1, false), true, &mut |_| {
+        Ok(())
+    })
+    .unwrap();
     let data = disk.contents();
     let zeroes = data.iter().filter(|&&b| b == 0).count();
-    assert!(zeroes < data.len() / 100, "{zeroes} zero bytes after a random pass");
+    assert!(
+        zeroes < data.len() / 100,
+        "{zeroes} zero bytes after a random pass"
+    );
 }
 
 #[test]
 fn the_zero_pass_is_offloaded_when_the_device_can() {
     let mut disk = FakeDisk::new(1024 * 1024, 512, 0xEE);
     disk.write_zeroes = true;
-    let offloaded = overwrite(disk.open().as_mut(), &[Pass::Zeroes], true, &mut |_| Ok(())).unwrap();
+    let offloaded =
+        overwrite(disk.open().as_mut(), &[Pass::Zeroes], true, &mut |_| Ok(())).unwrap();
     assert!(offloaded);
     assert!(disk.contents().iter().all(|&b| b == 0));
     assert_eq!(disk.writes(), 1, "one BLKZEROOUT, no writes");
@@ -57,7 +64,8 @@ fn the_zero_pass_is_offloaded_when_the_device_can() {
 #[test]
 fn without_zeroout_support_zeroes_are_written() {
     let disk = FakeDisk::new(1024 * 1024, 512, 0xEE);
-    let offloaded = overwrite(disk.open().as_mut(), &[Pass::Zeroes], true, &mut |_| Ok(())).unwrap();
+    let offloaded =
+        overwrite(disk.open().as_mut(), &[Pass::Zeroes], true, &mut |_| Ok(())).unwrap();
     assert!(!offloaded);
     assert!(disk.contents().iter().all(|&b| b == 0));
 }
@@ -66,7 +74,10 @@ fn without_zeroout_support_zeroes_are_written() {
 fn a_tick_error_stops_the_overwrite() {
     let disk = FakeDisk::new(16 * 1024 * 1024, 512, 0xEE);
     let err = overwrite(disk.open().as_mut(), &passes(1, true), false, &mut |_| {
-        Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "aborted"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "aborted",
+        ))
     })
     .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::Interrupted);

@@ -128,10 +128,18 @@ fn signatures_at_the_end_and_in_the_middle() {
 fn md_and_zfs_tail_offsets() {
     // 0.90: the last 64 KiB aligned block; 1.0: 8 KiB before the end, 4 KiB aligned.
     let size = 100 * MIB as u64 + 3 * 512;
-    assert_eq!(md_tail_offsets(size), [100 * MIB as u64 - 65536, 100 * MIB as u64 - 8192]);
+    assert_eq!(
+        md_tail_offsets(size),
+        [100 * MIB as u64 - 65536, 100 * MIB as u64 - 8192]
+    );
     assert_eq!(
         zfs_label_offsets(size),
-        [0, 262144, 100 * MIB as u64 - 524288, 100 * MIB as u64 - 262144]
+        [
+            0,
+            262144,
+            100 * MIB as u64 - 524288,
+            100 * MIB as u64 - 262144
+        ]
     );
     assert!(zfs_label_offsets(512 * 1024).is_empty());
 }

@@ -20,7 +20,10 @@ fn samples_cover_first_last_and_every_stripe() {
     let stripe = ((64u64 << 20) / 512 / (SAMPLES as u64 + 1)) * 512;
     for (i, offset) in s.offsets[1..=SAMPLES].iter().enumerate() {
         let i = i as u64;
-        assert!(*offset >= i * stripe && *offset < (i + 1) * stripe, "{i}: {offset}");
+        assert!(
+            *offset >= i * stripe && *offset < (i + 1) * stripe,
+            "{i}: {offset}"
+        );
     }
 }
 
@@ -91,5 +94,8 @@ fn judging() {
         "4 sampled blocks read back: 0 all zeroes, 1 still holding the marker written before \
          the erase"
     );
-    assert!(!Verification::judge(Expect::MarkersGone, ReadBack::default()).passed, "no samples");
+    assert!(
+        !Verification::judge(Expect::MarkersGone, ReadBack::default()).passed,
+        "no samples"
+    );
 }
