@@ -10,11 +10,13 @@ use rivet_agent::api::{self, ApiServer, ServeOptions};
 use rivet_agent::commands::fssync::FakeFsSync;
 use rivet_agent::commands::{CommandRunner, HostAccess};
 use rivet_agent::context::AgentContext;
+use rivet_agent::disks::DeviceKind;
+use rivet_agent::erase::fake::{FakeDevice, FakeDisk, FakeEraseHost};
 use rivet_agent::ironic::lookup::{apply_lookup, ApplyOutcome};
 use rivet_agent::logbuf::LogBuffer;
 use rivet_agent::power::FakePower;
 use rivet_agent::settings::{Settings, TlsVersion};
-use rivet_agent::steps::HardwareManagers;
+use rivet_agent::steps::{GenericHardwareManager, HardwareManagers, RivetHardwareManager};
 use rivet_agent::syslogs::{FakeAddresses, FakeKernelLog, InterfaceAddress, LogSources};
 use rivet_agent::tls;
 use rivet_protocol::lookup::LookupResponse;
@@ -29,6 +31,8 @@ pub struct InProcessAgent {
     pub ctx: Arc<AgentContext>,
     pub power: Arc<FakePower>,
     pub fs_sync: Arc<FakeFsSync>,
+    /// The one disk the erase steps see (`/dev/vda`, 16 MiB, filled with 0xAA).
+    pub disk: FakeDisk,
     /// The PEM of the auto-TLS certificate: what the heartbeat would send as
     /// `agent_verify_ca`, and the only certificate the conductor then trusts.
     pub cert_pem: String,
@@ -84,13 +88,23 @@ impl InProcessAgent {
             fs_sync: fs_sync.clone(),
             log_sources: fake_log_sources(dir.path())?,
         };
-        // The managers `rivet-agent run` has. Their disk steps are not implemented in this
-        // build and fail without touching anything. The replays run write_image and
-        // erase_devices_metadata in this process, possibly as root: a disk step that gains an
-        // implementation must get a fake for its disk access here first.
+        // The managers `rivet-agent run` has, with the erase steps on a fake disk. The other
+        // disk steps are not implemented in this build and fail without touching anything.
+        // The replays run disk steps in this process, possibly as root: a disk step that
+        // gains an implementation must get a fake for its disk access here first.
+        let disk = FakeDisk::new(16 << 20, 512, 0xAA);
+        let erase_host =
+            FakeEraseHost::new(vec![FakeDevice::new("vda", DeviceKind::Disk, disk.clone())]);
+        let managers = HardwareManagers::new(vec![
+            Arc::new(GenericHardwareManager::with_erase_host(
+                &ctx.settings,
+                Arc::new(erase_host),
+            )),
+            Arc::new(RivetHardwareManager::new()),
+        ]);
         let runner = Arc::new(CommandRunner::with_host(
             ctx.clone(),
-            HardwareManagers::builtin(&ctx.settings),
+            managers,
             power.clone(),
             logs,
             host,
@@ -105,6 +119,7 @@ impl InProcessAgent {
             ctx,
             power,
             fs_sync,
+            disk,
             cert_pem: auto.cert_pem,
             base_url,
             server,

@@ -295,3 +295,42 @@ fn with_call<R>(args: &JsonObject, f: impl FnOnce(&StepCall<'_>) -> R) -> R {
         attachments: &attachments,
     })
 }
+
+#[test]
+fn generic_erase_steps_run_through_the_erase_host() {
+    use crate::disks::DeviceKind;
+    use crate::erase::fake::{FakeDevice, FakeDisk, FakeEraseHost};
+
+    let disk = FakeDisk::new(1 << 20, 512, 0x5A);
+    let host = FakeEraseHost::new(vec![FakeDevice::new("vda", DeviceKind::Disk, disk.clone())]);
+    let generic = GenericHardwareManager::with_erase_host(
+        &crate::settings::Settings::default(),
+        Arc::new(host),
+    );
+    let node = json!({"driver_internal_info": {}});
+    let ports = json!([]);
+    let progress = crate::progress::ProgressBoard::default();
+    let abort = crate::progress::AbortSignal::default();
+    let attachments = crate::syslogs::LogAttachments::default();
+    let call = StepCall {
+        args: &JsonObject::new(),
+        node: &node,
+        ports: &ports,
+        progress: &progress,
+        abort: &abort,
+        attachments: &attachments,
+    };
+    let result = generic
+        .execute("erase_devices_express", &call)
+        .expect("erased");
+    assert_eq!(result["/dev/vda"]["method"], "metadata");
+    assert!(
+        disk.contents().iter().all(|&b| b == 0),
+        "a 1 MiB disk is wiped whole"
+    );
+    assert_eq!(attachments.snapshot()[0].0, "erase-reports.json");
+    assert_eq!(
+        generic.execute("no_such_step", &call),
+        Err(StepError::Unhandled("no_such_step".into()))
+    );
+}
