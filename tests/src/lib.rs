@@ -4,6 +4,7 @@ pub mod agent;
 pub mod conductor_view;
 pub mod in_process;
 pub mod ironic;
+pub mod loopdev;
 pub mod net;
 pub mod process;
 pub mod recording;
