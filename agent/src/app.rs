@@ -1,6 +1,7 @@
 //! What `main.rs` dispatches to: one function per subcommand, with logging set up once and
 //! top-level errors mapped to exit codes.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,14 +11,17 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+use crate::bootconfig::{self, BootConfig};
 use crate::cli::{self, Cli, Command, SourceArgs};
-use crate::logbuf::{LogBuffer, DEFAULT_LOG_LINES};
+use crate::logbuf::LogBuffer;
 use crate::net::bringup::tcp_reachable;
 use crate::net::interfaces::{list_interfaces, SysfsNetInfo};
 use crate::net::link::NetlinkLinks;
+use crate::net::static_apply::{self, StaticOptions};
 use crate::net::{bring_up_network, BringupOptions};
 use crate::run::{self, RunOutcome};
 use crate::settings::Settings;
+use crate::vmedia::{self, devices::SysfsBlockDevices, KernelMounter, VmediaOptions};
 
 /// Exit codes of `rivet-agent`.
 pub mod exit {
@@ -36,20 +40,41 @@ pub fn init_main() -> ! {
     crate::init::run_as_init(ramdisk_agent)
 }
 
-/// One attempt of the agent in the ramdisk: settings, network, then Ironic mode. Returning
-/// an error makes PID 1 print it and start the agent again after a pause.
+/// One attempt of the agent in the ramdisk: settings, configuration from the boot medium
+/// (Ironic's virtual media), static network from its network_data.json, DHCP on the other
+/// links, then Ironic mode. Returning an error makes PID 1 print it and start the agent
+/// again after a pause.
 async fn ramdisk_agent() -> anyhow::Result<()> {
-    let loaded = cli::load_settings(&SourceArgs::default())?;
-    let logs = LogBuffer::new(DEFAULT_LOG_LINES);
-    init_logging(loaded.settings.debug, &logs);
+    let defaults = cli::DefaultSources::for_this_process();
+    let first = cli::load_settings(&SourceArgs::default())?;
+    let logs = crate::logbuf::global().clone();
+    init_logging(first.settings.debug, &logs);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "rivet-agent starting in the ramdisk"
     );
+    let boot_configs = boot_configs(&first.settings).await;
+    for error in bootconfig::install_files(&boot_configs, Path::new("/")) {
+        tracing::error!("{error}");
+    }
+    // Read again: the copied /etc/ironic-python-agent.d/*.conf (ironic-tls.conf's cafile)
+    // and parameters.txt count from here on.
+    let loaded = if boot_configs.is_empty() {
+        first
+    } else {
+        let texts = bootconfig::settings_texts(&boot_configs);
+        cli::load_settings_with_boot(&SourceArgs::default(), &defaults, &texts)?
+    };
     for warning in &loaded.warnings {
         tracing::warn!("settings: {warning}");
     }
-    let report = bring_up_network(network_options(&loaded.settings)).await;
+    let mut options = network_options(&loaded.settings);
+    if let Some((data, source)) = bootconfig::network_data(&boot_configs) {
+        let report = static_apply::configure(data, source, &StaticOptions::default()).await;
+        options.exclude = report.exclude_from_dhcp();
+        options.static_dns = report.dns.clone();
+    }
+    let report = bring_up_network(options).await;
     tracing::info!("network:\n{report}");
     let shutdown = watch::channel(false).1;
     match run::run(loaded.settings, logs, shutdown).await? {
@@ -66,6 +91,16 @@ async fn ramdisk_agent() -> anyhow::Result<()> {
         }
         RunOutcome::Interrupted => Ok(()),
     }
+}
+
+/// Configuration from the boot medium, lowest priority first: Ironic's virtual media when
+/// the kernel command line asks for it (`ir_pub_id`, `boot_method=vmedia`).
+async fn boot_configs(settings: &Settings) -> Vec<BootConfig> {
+    let vmedia = VmediaOptions::from_settings(settings);
+    vmedia::discover(&SysfsBlockDevices::default(), &KernelMounter, &vmedia)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// DHCP on every link, done as soon as an Ironic API URL accepts a TCP connection.
@@ -131,7 +166,7 @@ fn run_agent(sources: &SourceArgs) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let logs = LogBuffer::new(DEFAULT_LOG_LINES);
+    let logs = crate::logbuf::global().clone();
     init_logging(loaded.settings.debug, &logs);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "rivet-agent starting");
     for warning in &loaded.warnings {

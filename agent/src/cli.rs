@@ -100,6 +100,16 @@ pub fn load_settings(args: &SourceArgs) -> anyhow::Result<Loaded> {
 
 /// [`load_settings`] with explicit defaults (tests use temporary files).
 pub fn load_settings_with(args: &SourceArgs, defaults: &DefaultSources) -> anyhow::Result<Loaded> {
+    load_settings_with_boot(args, defaults, &[])
+}
+
+/// [`load_settings_with`] plus `parameters.txt`-style texts found on the boot medium
+/// ([`crate::bootconfig`]), which beat the files and lose to `--parameters-file` and `--set`.
+pub fn load_settings_with_boot(
+    args: &SourceArgs,
+    defaults: &DefaultSources,
+    boot_parameters: &[SourceText],
+) -> anyhow::Result<Loaded> {
     let mut skipped = Vec::new();
     let mut inputs = Inputs {
         overrides: args.overrides.clone(),
@@ -130,8 +140,9 @@ pub fn load_settings_with(args: &SourceArgs, defaults: &DefaultSources) -> anyho
             inputs.config_files.push(explicit(&path, "config file")?);
         }
     }
+    inputs.parameters.extend(boot_parameters.iter().cloned());
     if let Some(path) = &args.parameters_file {
-        inputs.parameters = Some(explicit(path, "parameters file")?);
+        inputs.parameters.push(explicit(path, "parameters file")?);
     }
     let mut loaded = settings::load(&inputs);
     let unreadable = skipped.into_iter().map(|error| SettingWarning::Unreadable {
@@ -341,6 +352,41 @@ mod tests {
         assert_eq!(loaded.origin("listen_port"), &origin);
         assert_eq!(s.advertise_port, 1006);
         assert_eq!(loaded.origin("advertise_port"), &Source::Override);
+    }
+
+    #[test]
+    fn cli_boot_medium_parameters_beat_config_files_and_lose_to_explicit_ones() {
+        let files = Files::new();
+        files.write(
+            "etc/ironic-tls.conf",
+            "[DEFAULT]\ncafile = /etc/ironic-python-agent/ironic.crt\nlookup_timeout = 2\n",
+        );
+        let defaults = DefaultSources {
+            cmdline: None,
+            config_dir: files.path("etc"),
+        };
+        let boot = [SourceText {
+            path: PathBuf::from("/mnt/ir-vfd-dev/parameters.txt"),
+            text: "ipa-lookup-timeout=3 ipa-listen-port=1003\n".into(),
+        }];
+        let loaded = load_settings_with_boot(&SourceArgs::default(), &defaults, &boot).unwrap();
+        assert_eq!(
+            loaded.settings.cafile.as_deref(),
+            Some(std::path::Path::new("/etc/ironic-python-agent/ironic.crt"))
+        );
+        assert_eq!(loaded.settings.lookup_timeout, Duration::from_secs(3));
+        assert_eq!(
+            loaded.origin("lookup_timeout"),
+            &Source::ParametersFile(PathBuf::from("/mnt/ir-vfd-dev/parameters.txt"))
+        );
+        let explicit = files.write("p.txt", "ipa-listen-port=1004\n");
+        let args = SourceArgs {
+            parameters_file: Some(explicit),
+            ..SourceArgs::default()
+        };
+        let loaded = load_settings_with_boot(&args, &defaults, &boot).unwrap();
+        assert_eq!(loaded.settings.listen_port, 1004);
+        assert_eq!(loaded.settings.lookup_timeout, Duration::from_secs(3));
     }
 
     #[test]

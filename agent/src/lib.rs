@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bootconfig;
 pub mod cli;
 pub mod commands;
 pub mod context;
@@ -19,3 +20,4 @@ pub mod settings;
 pub mod steps;
 pub mod syslogs;
 pub mod tls;
+pub mod vmedia;

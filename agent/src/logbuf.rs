@@ -33,6 +33,14 @@ struct Ring {
     dropped: u64,
 }
 
+/// The process's log buffer: the one every subscriber of this process feeds, PID 1's console
+/// subscriber included (the agent process it forks inherits it), and the one
+/// `log.collect_system_logs` reads.
+pub fn global() -> &'static LogBuffer {
+    static GLOBAL: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(|| LogBuffer::new(DEFAULT_LOG_LINES))
+}
+
 /// A ring of the last N log lines; cheap to clone (shared).
 #[derive(Debug, Clone)]
 pub struct LogBuffer {

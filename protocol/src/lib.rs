@@ -14,6 +14,7 @@ pub mod image_info;
 pub mod inspection;
 pub mod inventory;
 pub mod lookup;
+pub mod network_data;
 mod serde_util;
 pub mod steps;
 pub mod version;

@@ -136,6 +136,24 @@ pub fn coldplug(
     report
 }
 
+/// Loads modules by name or alias (`isofs`, `vfat`, `bonding`), each after its dependencies,
+/// outside coldplug: for filesystems and link types, which no device asks for. Built-in ones
+/// are skipped.
+pub fn load_named(
+    index: &ModuleIndex,
+    loader: &dyn ModuleLoader,
+    names: &[&str],
+    wanted_by: &str,
+) -> ColdplugReport {
+    let mut report = ColdplugReport::default();
+    for wanted in names {
+        for name in index.resolve_name(wanted) {
+            load_with_deps(index, loader, &name, wanted_by, &mut report);
+        }
+    }
+    report
+}
+
 fn load_with_deps(
     index: &ModuleIndex,
     loader: &dyn ModuleLoader,

@@ -346,3 +346,12 @@ fn kernel_loader_reports_missing_files() {
     };
     assert_eq!(KernelModuleLoader.load(&item), LoadOutcome::Missing);
 }
+
+#[test]
+fn load_named_loads_filesystems_with_their_dependencies() {
+    let index = fixture_index();
+    let loader = FakeLoader::default();
+    let report = load_named(&index, &loader, &["iso9660", "vfat", "ext4"], "vmedia");
+    assert_eq!(*loader.loaded.borrow(), ["isofs", "fat", "vfat"]);
+    assert!(report.modules.values().all(LoadOutcome::is_present));
+}

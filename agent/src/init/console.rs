@@ -52,19 +52,47 @@ fn format_boot_time(t: Duration) -> String {
     format!("[{:5}.{:06}]", t.as_secs(), t.subsec_micros())
 }
 
-/// Installs the global tracing subscriber writing to stderr (the console). Does nothing if
-/// one is installed already.
+/// Installs the global tracing subscriber writing to stderr (the console) and into the
+/// process's log buffer ([`crate::logbuf::global`]); the agent process forked from PID 1
+/// inherits it. `ipa-debug` on the kernel command line turns on debug for rivet's modules.
+/// Does nothing if a subscriber is installed already.
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let default = if debug_requested(&cmdline) {
+        "info,rivet_agent=debug"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // An error only means a subscriber exists already, which is fine.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)
-        .with_timer(BootTime)
+        .with_timer(BootTime);
+    // An error only means a subscriber exists already, which is fine.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(console)
+        .with(crate::logbuf::global().layer())
         .try_init();
+}
+
+/// `ipa-debug` with a true value (oslo booleans) on the kernel command line.
+fn debug_requested(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .filter_map(|token| token.split_once('='))
+        .rfind(|(key, _)| *key == "ipa-debug")
+        .is_some_and(|(_, value)| {
+            matches!(
+                value.to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
 }
 
 /// Prints a block that stands out on a scrolling console, straight to stderr so that it is
@@ -101,5 +129,19 @@ mod tests {
     #[test]
     fn boot_clock_runs() {
         assert!(since_boot() > Duration::ZERO);
+    }
+}
+
+#[cfg(test)]
+mod debug_flag_tests {
+    use super::debug_requested;
+
+    #[test]
+    fn ipa_debug_on_the_command_line_asks_for_debug_logs() {
+        assert!(debug_requested("quiet ipa-debug=1 console=ttyS0"));
+        assert!(debug_requested("ipa-debug=True"));
+        assert!(!debug_requested("ipa-debug=0"));
+        assert!(!debug_requested("ipa-debug=1 ipa-debug=off"));
+        assert!(!debug_requested("console=ttyS0"));
     }
 }

@@ -190,13 +190,48 @@ fn boot(options: &mut InitOptions) {
     );
 }
 
+/// `/lib/modules/$(uname -r)`.
+fn default_module_dir() -> Result<PathBuf, String> {
+    match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        Ok(release) => Ok(PathBuf::from("/lib/modules").join(release.trim())),
+        Err(e) => Err(format!("reading /proc/sys/kernel/osrelease: {e}")),
+    }
+}
+
+/// Loads kernel modules by name or alias from the ramdisk's module directory (with their
+/// dependencies): filesystems and link types no device asks for (`isofs`, `vfat`,
+/// `bonding`, `8021q`). Outside the ramdisk, or without a module index, it does nothing:
+/// the kernel has them built in or they are not there, and the caller's next step says so.
+pub fn load_modules(names: &[&str], wanted_by: &str) {
+    if names.is_empty() || !running_as_init() {
+        return;
+    }
+    let index = match default_module_dir()
+        .and_then(|dir| modules::ModuleIndex::load(&dir).map_err(|e| e.to_string()))
+    {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::debug!("not loading {names:?} for {wanted_by}: {e}");
+            return;
+        }
+    };
+    let report = coldplug::load_named(&index, &KernelModuleLoader, names, wanted_by);
+    let loaded: Vec<&str> = report
+        .modules
+        .iter()
+        .filter(|(_, outcome)| outcome.is_present())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    tracing::debug!("modules for {wanted_by}: {loaded:?} present");
+}
+
 fn run_coldplug(options: &InitOptions) {
     let dir = match &options.module_dir {
         Some(dir) => dir.clone(),
-        None => match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-            Ok(release) => PathBuf::from("/lib/modules").join(release.trim()),
+        None => match default_module_dir() {
+            Ok(dir) => dir,
             Err(e) => {
-                tracing::warn!("coldplug skipped: reading /proc/sys/kernel/osrelease: {e}");
+                tracing::warn!("coldplug skipped: {e}");
                 return;
             }
         },

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,9 @@ pub struct BringupOptions {
     pub exclude: Vec<String>,
     /// Where DNS servers from DHCP are written.
     pub resolv_conf: PathBuf,
+    /// DNS servers configured statically (network_data.json): written first, before those
+    /// from DHCP leases.
+    pub static_dns: Vec<IpAddr>,
     /// How often uncabled links are checked again in the background.
     pub carrier_recheck: Duration,
     /// Pause before a link whose DHCP attempt failed tries again in the background.
@@ -53,6 +56,7 @@ impl Default for BringupOptions {
             ready_interval: Duration::from_millis(500),
             exclude: Vec::new(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            static_dns: Vec::new(),
             carrier_recheck: Duration::from_secs(2),
             dhcp_retry: Duration::from_secs(30),
         }
@@ -204,7 +208,7 @@ pub async fn bring_up_network(options: BringupOptions) -> BringupReport {
 }
 
 /// DNS servers and search domain learned on each link, by link name.
-type DnsByLink = BTreeMap<String, (Vec<Ipv4Addr>, Option<String>)>;
+pub(crate) type DnsByLink = BTreeMap<String, (Vec<Ipv4Addr>, Option<String>)>;
 
 /// Shared between the per-link tasks and the caller.
 struct Shared {
@@ -494,7 +498,7 @@ async fn apply<L: LinkControl>(
             link.name.clone(),
             (lease.dns_servers.clone(), lease.domain.clone()),
         );
-        let text = resolv_conf(&dns);
+        let text = resolv_conf_text(&shared.options.static_dns, &dns);
         drop(dns);
         write_resolv_conf(&shared.options.resolv_conf, &text)?;
     }
@@ -508,9 +512,16 @@ fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
     a.to_bits() & mask == b.to_bits() & mask
 }
 
-/// resolv.conf from every link's DNS servers, in link-name order, at most 3 (the libc limit).
-fn resolv_conf(dns: &DnsByLink) -> String {
-    let mut text = String::from("# Written by rivet-agent from DHCP leases.\n");
+/// resolv.conf: static servers first, then every link's DHCP servers in link-name order, at
+/// most 3 (the libc limit).
+pub(crate) fn resolv_conf_text(static_dns: &[IpAddr], dns: &DnsByLink) -> String {
+    let mut text = match (static_dns.is_empty(), dns.is_empty()) {
+        (true, _) => String::from("# Written by rivet-agent from DHCP leases.\n"),
+        (false, true) => String::from("# Written by rivet-agent from network_data.json.\n"),
+        (false, false) => {
+            String::from("# Written by rivet-agent from network_data.json and DHCP leases.\n")
+        }
+    };
     let mut domains: Vec<&str> = Vec::new();
     for (_, domain) in dns.values() {
         if let Some(d) = domain.as_deref().filter(|d| !domains.contains(d)) {
@@ -520,11 +531,11 @@ fn resolv_conf(dns: &DnsByLink) -> String {
     if !domains.is_empty() {
         text.push_str(&format!("search {}\n", domains.join(" ")));
     }
-    let mut servers: Vec<Ipv4Addr> = Vec::new();
+    let mut servers: Vec<IpAddr> = static_dns.to_vec();
     for (list, _) in dns.values() {
         for server in list {
-            if !servers.contains(server) {
-                servers.push(*server);
+            if !servers.contains(&IpAddr::V4(*server)) {
+                servers.push(IpAddr::V4(*server));
             }
         }
     }
@@ -534,7 +545,7 @@ fn resolv_conf(dns: &DnsByLink) -> String {
     text
 }
 
-fn write_resolv_conf(path: &std::path::Path, text: &str) -> Result<(), String> {
+pub(crate) fn write_resolv_conf(path: &std::path::Path, text: &str) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }

@@ -48,6 +48,7 @@ fn ether(index: u32, name: &str) -> Link {
         up: false,
         carrier: false,
         mtu: 1500,
+        perm_mac: Vec::new(),
     }
 }
 
@@ -61,6 +62,7 @@ fn loopback() -> Link {
         up: false,
         carrier: false,
         mtu: 65536,
+        perm_mac: Vec::new(),
     }
 }
 
@@ -338,8 +340,19 @@ fn subnets_and_resolv_conf() {
         ),
     ]);
     assert_eq!(
-        resolv_conf(&dns),
+        resolv_conf_text(&[], &dns),
         "# Written by rivet-agent from DHCP leases.\nsearch a.example b.example\n\
          nameserver 1.1.1.1\nnameserver 2.2.2.2\nnameserver 3.3.3.3\n"
+    );
+    let fixed: Vec<std::net::IpAddr> = vec!["2001:db8::53".parse().unwrap()];
+    assert_eq!(
+        resolv_conf_text(&fixed, &dns),
+        "# Written by rivet-agent from network_data.json and DHCP leases.\n\
+         search a.example b.example\n\
+         nameserver 2001:db8::53\nnameserver 1.1.1.1\nnameserver 2.2.2.2\n"
+    );
+    assert_eq!(
+        resolv_conf_text(&fixed, &BTreeMap::new()),
+        "# Written by rivet-agent from network_data.json.\nnameserver 2001:db8::53\n"
     );
 }

@@ -21,6 +21,10 @@ pub enum LinkError {
         op: String,
         source: rtnetlink::Error,
     },
+    #[error("no link named {0}")]
+    NoSuchLink(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("writing {path}: {source}")]
     Sysctl {
         path: PathBuf,
@@ -40,6 +44,9 @@ pub struct Link {
     pub up: bool,
     pub carrier: bool,
     pub mtu: u32,
+    /// The permanent MAC (`IFLA_PERM_ADDRESS`) when the kernel reports one; empty otherwise.
+    /// A bond port's current MAC is the bond's.
+    pub perm_mac: Vec<u8>,
 }
 
 /// The operations bring-up needs.
@@ -104,6 +111,7 @@ fn link_from_message(message: &LinkMessage) -> Link {
         up: header.flags.contains(LinkFlags::Up),
         carrier: header.flags.contains(LinkFlags::LowerUp),
         mtu: 0,
+        perm_mac: Vec::new(),
     };
     for attribute in &message.attributes {
         match attribute {
@@ -111,6 +119,7 @@ fn link_from_message(message: &LinkMessage) -> Link {
             LinkAttribute::Address(mac) => link.mac = mac.clone(),
             LinkAttribute::Carrier(carrier) => link.carrier = *carrier != 0,
             LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+            LinkAttribute::PermAddress(mac) => link.perm_mac = mac.clone(),
             _ => {}
         }
     }
@@ -227,6 +236,9 @@ impl LinkControl for NetlinkLinks {
     }
 }
 
+#[path = "link_static.rs"]
+mod link_static;
+
 #[cfg(test)]
 mod tests {
     use rtnetlink::packet_route::link::LinkHeader;
@@ -247,6 +259,7 @@ mod tests {
             LinkAttribute::Address(vec![0x52, 0x54, 0, 0, 0, 1]),
             LinkAttribute::Carrier(1),
             LinkAttribute::Mtu(1500),
+            LinkAttribute::PermAddress(vec![0x52, 0x54, 0, 0, 0, 9]),
         ];
         let link = link_from_message(&message);
         assert_eq!(
@@ -260,6 +273,7 @@ mod tests {
                 up: true,
                 carrier: true,
                 mtu: 1500,
+                perm_mac: vec![0x52, 0x54, 0, 0, 0, 9],
             }
         );
         message.header.flags = LinkFlags::Loopback | LinkFlags::Up | LinkFlags::LowerUp;

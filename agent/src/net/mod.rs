@@ -6,5 +6,9 @@ pub mod dhcp;
 pub mod http;
 pub mod interfaces;
 pub mod link;
+pub mod static_apply;
+mod static_bond;
+pub mod static_config;
+mod static_l3;
 
 pub use bringup::{bring_up_network, BringupOptions, BringupReport};

@@ -109,8 +109,9 @@ pub struct Inputs {
     pub cmdline: Option<SourceText>,
     /// Config files, lowest priority first.
     pub config_files: Vec<SourceText>,
-    /// Ironic's `parameters.txt`.
-    pub parameters: Option<SourceText>,
+    /// Ironic's `parameters.txt` (and texts in its syntax from other boot-medium sources),
+    /// lowest priority first.
+    pub parameters: Vec<SourceText>,
     /// `--set` overrides in order: kernel parameter names, or config-file names.
     pub overrides: Vec<(String, String)>,
 }
@@ -157,7 +158,7 @@ pub fn load(inputs: &Inputs) -> Loaded {
             loader.set(key, key.name(), &value, &source, None);
         }
     }
-    if let Some(parameters) = &inputs.parameters {
+    for parameters in &inputs.parameters {
         let source = Source::ParametersFile(parameters.path.clone());
         loader.kernel_params(&source, &parameters.text, false);
     }

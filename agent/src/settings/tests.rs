@@ -56,7 +56,7 @@ fn settings_priority_is_defaults_cmdline_config_parameters_set() {
                 .push(text("/etc/b.conf", "[DEFAULT]\nlookup_timeout = 300\n")),
             3 => {
                 let params = "ipa-lookup-timeout=400\n";
-                inputs.parameters = Some(text("/mnt/parameters.txt", params));
+                inputs.parameters = vec![text("/mnt/parameters.txt", params)];
             }
             _ => inputs.overrides = vec![("ipa-lookup-timeout".into(), "500".into())],
         }
@@ -88,9 +88,9 @@ fn settings_ipa_debug_beats_config_like_ipa() {
 
     // parameters.txt and --set still beat it.
     inputs.cmdline = Some(text("/proc/cmdline", "ipa-debug=1"));
-    inputs.parameters = Some(text("/p.txt", "ipa-debug=0"));
+    inputs.parameters = vec![text("/p.txt", "ipa-debug=0")];
     assert!(!load(&inputs).settings.debug);
-    inputs.parameters = None;
+    inputs.parameters = Vec::new();
     inputs.overrides = vec![("ipa-debug".into(), "no".into())];
     assert!(!load(&inputs).settings.debug);
 }
@@ -181,7 +181,7 @@ fn settings_unknown_keys_are_ignored_and_counted() {
         "[DEFAULT]\nfrobnicate = 1\ninsecure = 1\n[metrics]\nbackend = statsd\nprefix = x\n\
          [mdns]\nlookup_attempts = 3\n",
     )];
-    inputs.parameters = Some(text("/p.txt", "ipa-unknown=1 foo=bar"));
+    inputs.parameters = vec![text("/p.txt", "ipa-unknown=1 foo=bar")];
     let loaded = load(&inputs);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert!(loaded.settings.debug && loaded.settings.insecure);
@@ -267,7 +267,7 @@ fn settings_overrides_take_param_or_config_names() {
 #[test]
 fn settings_parameters_txt_reads_kernel_names_only() {
     let inputs = Inputs {
-        parameters: Some(text("/p.txt", "ipa-api-url=http://a:1\ninsecure=1\n")),
+        parameters: vec![text("/p.txt", "ipa-api-url=http://a:1\ninsecure=1\n")],
         ..Inputs::default()
     };
     let loaded = load(&inputs);
