@@ -136,7 +136,7 @@ fn erase_devices_picks_a_method_per_device_and_reports_each() {
     let mut member = plain("sdc", DeviceKind::Disk);
     member.device.holders = vec!["md0".into()];
     let host = FakeEraseHost::new(vec![
-        nvme("nvme0n1", "id-ctrl-qemu.bin"),
+        nvme("nvme0n1", "qemu-id-ctrl.bin"),
         sata("sda", ata_security(false)),
         plain("vda", DeviceKind::Disk),
         boot,
@@ -397,7 +397,7 @@ fn sanitize_by_policy_reports_the_controller_estimate() {
 #[test]
 fn express_formats_nvme_and_wipes_metadata_elsewhere_partitions_first() {
     let host = FakeEraseHost::new(vec![
-        nvme("nvme0n1", "id-ctrl-qemu.bin"),
+        nvme("nvme0n1", "qemu-id-ctrl.bin"),
         plain("sda", DeviceKind::Disk),
         plain("sda1", DeviceKind::Partition),
         plain("sda2", DeviceKind::Partition),

@@ -45,20 +45,39 @@ fn identify_controller_fna_and_sanicap_bits() {
     assert!(all.crypto_erase_supported());
     assert!(all.sanitize().crypto_erase && all.sanitize().block_erase && all.sanitize().overwrite);
 
-    let qemu = ControllerInfo::parse(&fixture("id-ctrl-qemu.bin")).unwrap();
-    assert_eq!(qemu.oacs, 0x10A);
-    assert!(qemu.format_supported());
-    assert!(!qemu.crypto_erase_supported());
-    assert!(!qemu.sanitize().any());
-    assert_eq!(qemu.model, "QEMU NVMe Ctrl");
-    assert_eq!(qemu.namespaces, 256);
-
     let client = ControllerInfo::parse(&fixture("id-ctrl-client.bin")).unwrap();
     assert_eq!(client.fna, 0);
     assert!(!client.sanitize().any());
 
     let ndi = SanitizeCaps::from_sanicap(1 << 29);
     assert!(ndi.no_deallocate_inhibited && !ndi.any());
+}
+
+/// The pages QEMU 7.2's emulated controller answered (recorded by record.sh).
+#[test]
+fn recorded_qemu_controller_and_namespace() {
+    let qemu = ControllerInfo::parse(&fixture("qemu-id-ctrl.bin")).unwrap();
+    assert_eq!(qemu.vendor_id, 0x1B36);
+    assert_eq!(qemu.model, "QEMU NVMe Ctrl");
+    assert_eq!(qemu.serial, "rivet0");
+    assert_eq!(qemu.firmware, "7.2.22");
+    assert_eq!(qemu.oacs, 0x10A, "as spec/lab-notes.md measured");
+    assert!(qemu.format_supported());
+    assert!(!qemu.crypto_erase_supported());
+    assert_eq!(qemu.fna, 0);
+    assert!(!qemu.sanitize().any());
+    assert_eq!(qemu.namespaces, 256);
+
+    let ns = NamespaceInfo::parse(&fixture("qemu-id-ns.bin")).unwrap();
+    assert_eq!(ns.size_blocks, 64 * 1024 * 1024 / 512);
+    assert_eq!(ns.lba_formats.len(), 8);
+    assert_eq!(ns.lba_format_index, 0);
+    assert_eq!(ns.block_size(), 512);
+    assert_eq!(ns.lba_formats[7].metadata_size, 64);
+    assert_eq!(ns.lba_formats[7].lba_data_size_log2, 12);
+    assert!(ns.deallocated_reads_zero());
+    assert_eq!(format_cdw10(&ns, SecureErase::UserData), 0x200);
+    assert_eq!(parse_namespace_list(&fixture("qemu-ns-list.bin")), [1]);
 }
 
 #[test]

@@ -240,7 +240,7 @@ fn a_sanitize_already_running_is_waited_for_first() {
 
 #[test]
 fn qemu_has_no_sanitize() {
-    let mut nvme = controller("id-ctrl-qemu.bin");
+    let mut nvme = controller("qemu-id-ctrl.bin");
     let clock = FakeClock::default();
     let err = sanitize(
         &mut nvme,

@@ -140,7 +140,7 @@ fn combinations() -> impl Iterator<Item = (bool, bool, bool, bool, bool, bool)> 
 fn full_erase_attempts_in_every_combination() {
     let nvme_variants = [
         nvme_probe("id-ctrl-datacenter.bin", &[1]),
-        nvme_probe("id-ctrl-qemu.bin", &[1]),
+        nvme_probe("qemu-id-ctrl.bin", &[1]),
         nvme_probe("id-ctrl-client.bin", &[1]),
         nvme_probe("id-ctrl-fna-all.bin", &[1, 2]),
         NvmeFacts::Failed("ioctl: Permission denied".into()),
@@ -279,7 +279,7 @@ fn check_full(f: &DeviceFacts, knobs: &Knobs) {
 fn express_and_metadata_in_every_combination() {
     let nvme_variants = [
         nvme_probe("id-ctrl-datacenter.bin", &[1]),
-        nvme_probe("id-ctrl-qemu.bin", &[1]),
+        nvme_probe("qemu-id-ctrl.bin", &[1]),
         nvme_probe("id-ctrl-fna-all.bin", &[1, 2]),
         NvmeFacts::Failed("no".into()),
         NvmeFacts::NotProbed,
@@ -346,7 +346,7 @@ fn nvme_methods_spelled_out() {
         format(SecureErase::Cryptographic, false)
     );
     assert_eq!(
-        full("id-ctrl-qemu.bin", &[1], NvmeSanitize::Off),
+        full("qemu-id-ctrl.bin", &[1], NvmeSanitize::Off),
         format(SecureErase::UserData, false)
     );
     // Sanitize by policy and SANICAP.
@@ -357,7 +357,7 @@ fn nvme_methods_spelled_out() {
         }
     );
     assert_eq!(
-        full("id-ctrl-qemu.bin", &[1], NvmeSanitize::Overwrite),
+        full("qemu-id-ctrl.bin", &[1], NvmeSanitize::Overwrite),
         format(SecureErase::UserData, false),
         "no SANICAP: format"
     );
