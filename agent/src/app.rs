@@ -76,7 +76,9 @@ async fn ramdisk_agent() -> anyhow::Result<()> {
     }
     let report = bring_up_network(options).await;
     tracing::info!("network:\n{report}");
-    let shutdown = watch::channel(false).1;
+    // Nothing asks this agent to stop, but the sender must live as long as the agent: once
+    // it is dropped, `changed()` returns at once and run::run ends as interrupted.
+    let (_keep_shutdown_sender, shutdown) = watch::channel(false);
     match run::run(loaded.settings, logs, shutdown).await? {
         RunOutcome::Stopped { lockdown } => {
             if lockdown {

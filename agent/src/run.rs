@@ -70,7 +70,7 @@ pub async fn run(
     let policy = LookupPolicy::from_settings(&ctx.settings);
     let answer = tokio::select! {
         answer = lookup_node(&client, &macs, None, policy, &pacer) => answer.context("looking up this node in Ironic")?,
-        _ = shutdown.changed() => return Ok(RunOutcome::Interrupted),
+        _ = shutdown_requested(&mut shutdown) => return Ok(RunOutcome::Interrupted),
     };
     let outcome = apply_lookup(&ctx, &answer);
     tracing::info!(node = %answer.node.uuid, "lookup: {outcome}");
@@ -125,7 +125,7 @@ pub async fn run(
             changed = lifecycle.changed() => if changed.is_err() {
                 break RunOutcome::Interrupted;
             },
-            _ = shutdown.changed() => break RunOutcome::Interrupted,
+            _ = shutdown_requested(&mut shutdown) => break RunOutcome::Interrupted,
         }
     };
     ctx.set_lifecycle(Lifecycle::Stopped {
@@ -138,6 +138,13 @@ pub async fn run(
     heartbeater.await.context("stopping the heartbeater")?;
     tracing::info!(?outcome, "the agent stopped serving");
     Ok(outcome)
+}
+
+/// Resolves when `shutdown` turns true; a dropped sender means "never", not "now".
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Waits up to a minute for any NIC with a MAC address; lookup without one fails.

@@ -1,8 +1,13 @@
-//! A real OpenStack Ironic 39.0.0 (PyPI, installed by `ci/setup`) on loopback: the single
-//! combined `ironic` process (API + conductor), SQLite, noauth, fake hardware, with Ironic's
-//! default TLS policy towards agents (`[agent] require_tls = True`). The configuration is
+//! A real OpenStack Ironic 39.0.0 (PyPI, installed by `ci/setup`): the single combined
+//! `ironic` process (API + conductor), SQLite, noauth, fake hardware, with Ironic's default TLS
+//! policy towards agents (`[agent] require_tls = True`). The configuration is
 //! `ci/ironic/ironic.conf.in`; `ci/ironic/start` runs the same thing by hand.
+//!
+//! [`RealIronic::start`] runs it on loopback; [`RealIronic::start_in`] runs it inside a test
+//! network namespace on the bridge's address, where VMs reach it.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,6 +20,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::net::free_loopback_port;
+use crate::netns::TestNet;
 use crate::process::LoggedChild;
 
 /// The Ironic release the tests run against.
@@ -28,6 +34,8 @@ pub const HEARTBEAT_API_VERSION: &str = "1.68";
 pub const HEARTBEAT_TIMEOUT_SECS: u32 = 10;
 /// Environment variable naming another venv than `<checkout>/.venv/ironic`.
 pub const VENV_ENV: &str = "RIVET_IRONIC_VENV";
+/// The API port inside a test namespace (Ironic's default; nothing else listens there).
+pub const NAMESPACE_API_PORT: u16 = 6385;
 
 const CONFIG_TEMPLATE: &str = include_str!("../../ci/ironic/ironic.conf.in");
 const VERSION_HEADER: &str = "X-OpenStack-Ironic-API-Version";
@@ -57,10 +65,37 @@ pub struct RealIronic {
 }
 
 impl RealIronic {
-    /// Creates a state directory, writes the configuration, creates the database schema,
-    /// starts `ironic` and waits until its API answers and the conductor serves
-    /// `fake-hardware`. A missing venv is an error that says to run `ci/setup`.
+    /// Ironic on 127.0.0.1 (a free port). Creates a state directory, writes the
+    /// configuration, creates the database schema, starts `ironic` and waits until its API
+    /// answers and the conductor serves `fake-hardware`. A missing venv is an error that says
+    /// to run `ci/setup`.
     pub async fn start() -> Result<RealIronic> {
+        let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let port = free_loopback_port()?;
+        Self::launch(host, port, Command::new).await
+    }
+
+    /// Ironic inside `net`, listening on its bridge address at [`NAMESPACE_API_PORT`]
+    /// ([`Self::url_in`]). The caller must run in that namespace too (inside
+    /// [`TestNet::block_on`]): the harness's own REST calls go to the bridge address. Ironic
+    /// ends when the thread that started it ends (see [`TestNet::command`]).
+    pub async fn start_in(net: &TestNet) -> Result<RealIronic> {
+        ensure_in_namespace(net)?;
+        let host = IpAddr::V4(net.bridge_address());
+        Self::launch(host, NAMESPACE_API_PORT, |program| net.command(program)).await
+    }
+
+    /// The URL [`Self::start_in`] gives Ironic in `net`, known before it starts (boot media
+    /// carry it as `ipa-api-url`).
+    pub fn url_in(net: &TestNet) -> String {
+        format!("http://{}:{NAMESPACE_API_PORT}", net.bridge_address())
+    }
+
+    async fn launch(
+        host: IpAddr,
+        port: u16,
+        command: impl FnOnce(PathBuf) -> Command,
+    ) -> Result<RealIronic> {
         let venv = ironic_venv()?;
         let state = tempfile::Builder::new()
             .prefix("rivet-ironic-")
@@ -71,17 +106,16 @@ impl RealIronic {
             let dir = state_dir.join(sub);
             std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let port = free_loopback_port()?;
         let config = state_dir.join("ironic.conf");
         std::fs::write(
             &config,
-            render_config(&state_dir, port, HEARTBEAT_TIMEOUT_SECS)?,
+            render_config(&state_dir, host, port, HEARTBEAT_TIMEOUT_SECS)?,
         )
         .with_context(|| format!("writing {}", config.display()))?;
 
         create_schema(&venv, &config, &state_dir.join("dbsync.log"))?;
 
-        let mut command = Command::new(venv.join("bin/ironic"));
+        let mut command = command(venv.join("bin/ironic"));
         command.arg("--config-file").arg(&config);
         let process = LoggedChild::spawn("ironic", command, &state_dir.join("ironic.log"))?;
         let http = reqwest::Client::builder()
@@ -94,7 +128,7 @@ impl RealIronic {
             state: Some(state),
             state_dir,
             port,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
             http,
         };
         if let Err(e) = ironic.wait_ready().await {
@@ -107,7 +141,7 @@ impl RealIronic {
         Ok(ironic)
     }
 
-    /// `http://127.0.0.1:<port>`, what agents get as `ipa-api-url`.
+    /// `http://<host>:<port>`, what agents get as `ipa-api-url`.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -449,13 +483,35 @@ pub fn ironic_venv() -> Result<PathBuf> {
     Ok(venv)
 }
 
+/// Fails unless the calling thread is in `net`'s network namespace.
+fn ensure_in_namespace(net: &TestNet) -> Result<()> {
+    let ns = Path::new("/run/netns").join(net.name());
+    let own = Path::new("/proc/thread-self/ns/net");
+    let wanted = std::fs::metadata(&ns).with_context(|| format!("reading {}", ns.display()))?;
+    let current = std::fs::metadata(own).with_context(|| format!("reading {}", own.display()))?;
+    ensure!(
+        (wanted.dev(), wanted.ino()) == (current.dev(), current.ino()),
+        "RealIronic::start_in({}) called from outside that namespace: the harness could not \
+         reach Ironic on {}. Call it inside TestNet::block_on",
+        net.name(),
+        net.bridge_address()
+    );
+    Ok(())
+}
+
 /// `ci/ironic/ironic.conf.in` with its placeholders filled in.
-pub fn render_config(state_dir: &Path, port: u16, heartbeat_timeout: u32) -> Result<String> {
+pub fn render_config(
+    state_dir: &Path,
+    host: IpAddr,
+    port: u16,
+    heartbeat_timeout: u32,
+) -> Result<String> {
     let state_dir = state_dir
         .to_str()
         .with_context(|| format!("state directory {} is not UTF-8", state_dir.display()))?;
     let text = CONFIG_TEMPLATE
         .replace("@STATE_DIR@", state_dir)
+        .replace("@API_HOST@", &host.to_string())
         .replace("@API_PORT@", &port.to_string())
         .replace("@HEARTBEAT_TIMEOUT@", &heartbeat_timeout.to_string());
     if let Some(line) = text
@@ -509,24 +565,39 @@ pub fn node_summary(node: &Value) -> String {
 mod tests {
     use super::*;
 
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
     #[test]
     fn rendered_config_fills_every_placeholder() {
-        let text = crate::or_panic(render_config(Path::new("/tmp/state"), 6385, 10));
+        let text = crate::or_panic(render_config(Path::new("/tmp/state"), LOOPBACK, 6385, 10));
         assert!(text.contains("connection = sqlite:////tmp/state/ironic.db"));
+        assert!(text.contains("host_ip = 127.0.0.1"));
         assert!(text.contains("port = 6385"));
+        assert!(text.contains("endpoint_override = http://127.0.0.1:6385"));
         assert!(text.contains("ramdisk_heartbeat_timeout = 10"));
         assert!(!text.contains('@'), "placeholder left in:\n{text}");
     }
 
     #[test]
     fn config_keeps_ironics_default_tls_policy() {
-        let text = crate::or_panic(render_config(Path::new("/tmp/state"), 6385, 10));
+        let text = crate::or_panic(render_config(Path::new("/tmp/state"), LOOPBACK, 6385, 10));
         for option in ["require_tls", "tls_minimum_version", "verify_ca"] {
             assert!(
                 !text.lines().any(|l| l.trim_start().starts_with(option)),
                 "ironic.conf.in must leave [agent] {option} at Ironic's default"
             );
         }
+    }
+
+    #[test]
+    fn config_in_a_namespace_listens_and_advertises_the_bridge_address() {
+        let host = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
+        let text = crate::or_panic(render_config(Path::new("/s"), host, 6385, 10));
+        assert!(text.contains("host_ip = 10.77.0.1"), "{text}");
+        assert!(
+            text.contains("endpoint_override = http://10.77.0.1:6385"),
+            "{text}"
+        );
     }
 
     #[test]

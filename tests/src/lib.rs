@@ -2,13 +2,18 @@
 
 pub mod agent;
 pub mod conductor_view;
+pub mod dnsmasq;
+pub mod e2e;
+pub mod image;
 pub mod in_process;
 pub mod ironic;
 pub mod loopdev;
 pub mod net;
+pub mod netns;
 pub mod process;
 pub mod recording;
 pub mod replay;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 

@@ -232,6 +232,55 @@ fn late_usb_devices_are_picked_up() {
     assert_eq!(clock.elapsed(), Duration::from_millis(3000));
 }
 
+/// Loads through [`FakeLoader`], each module taking `per_module` on the fake clock.
+struct SlowLoader<'a> {
+    inner: FakeLoader,
+    clock: &'a FakeClock,
+    per_module: Duration,
+}
+
+impl ModuleLoader for SlowLoader<'_> {
+    fn load(&self, item: &LoadItem) -> LoadOutcome {
+        self.clock.sleep(self.per_module);
+        self.inner.load(item)
+    }
+}
+
+/// Under QEMU's TCG loading virtio_pci and its dependencies takes longer than `settle`; the
+/// virtio-net device it creates appears only after that and must still get its driver.
+#[test]
+fn settle_time_counts_from_the_end_of_slow_loading() {
+    let index = fixture_index();
+    let clock = FakeClock::default();
+    let loader = SlowLoader {
+        inner: FakeLoader::default(),
+        clock: &clock,
+        per_module: Duration::from_millis(400),
+    };
+    let devices = FakeDevices {
+        clock: &clock,
+        schedule: vec![
+            (
+                Duration::ZERO,
+                "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+            ),
+            (Duration::from_millis(1600), "virtio:d00000001v00001AF4"),
+        ],
+    };
+    coldplug(
+        &index,
+        &devices,
+        &loader,
+        &clock,
+        &ColdplugOptions::default(),
+    );
+    let loaded = loader.inner.loaded.borrow();
+    assert!(
+        loaded.iter().any(|n| n == "virtio_net"),
+        "virtio_net not loaded: {loaded:?}"
+    );
+}
+
 #[test]
 fn polling_is_bounded_when_devices_keep_coming() {
     let index = fixture_index();

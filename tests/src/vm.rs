@@ -1,0 +1,539 @@
+//! QEMU virtual machines for end-to-end tests: TCG (no KVM on these machines), q35, BIOS or
+//! UEFI (OVMF), booting an ISO as a CD, as BMC-style USB virtual media or as a USB stick,
+//! with virtio-blk and NVMe disks and virtio-net NICs on a [`TestNet`]'s taps.
+//!
+//! The serial console goes to `console.log` in the VM's directory; a watcher thread stamps
+//! every line with the time since QEMU was started, so tests can both wait for a line and
+//! ask when it appeared. When a test fails, the console's tail is printed and the directory
+//! (console, QEMU's log, disk images) is kept.
+
+mod console;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use tempfile::TempDir;
+
+use crate::netns::TestNet;
+use crate::process::LoggedChild;
+use console::{ConsoleWatcher, CONSOLE_POLL};
+
+pub const QEMU: &str = "qemu-system-x86_64";
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// Console lines printed when a test fails.
+const FAILURE_TAIL_LINES: usize = 120;
+
+/// The firmware the VM starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default.
+    Bios,
+    /// OVMF from pflash: read-only code plus a writable copy of the variable store.
+    Uefi,
+}
+
+/// Where the VM boots from.
+#[derive(Debug, Clone)]
+pub enum BootMedium {
+    /// The ISO in a CD drive on q35's AHCI controller.
+    Cd(PathBuf),
+    /// The ISO as a BMC's virtual media: a SCSI CD behind a USB bulk-only transport on xHCI.
+    UsbCd(PathBuf),
+    /// The (hybrid) ISO as a read-only USB stick on xHCI.
+    UsbDisk(PathBuf),
+    /// Direct kernel boot, no firmware boot loader involved.
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        append: String,
+    },
+}
+
+/// How a disk is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBus {
+    VirtioBlk,
+    Nvme,
+}
+
+#[derive(Debug, Clone)]
+struct Disk {
+    bus: DiskBus,
+    size_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Nic {
+    tap: String,
+    mac: String,
+}
+
+/// Describes a VM; [`VmBuilder::start`] runs it.
+#[derive(Debug, Clone)]
+pub struct VmBuilder {
+    name: String,
+    firmware: Firmware,
+    boot: Option<BootMedium>,
+    disks: Vec<Disk>,
+    nics: Vec<Nic>,
+    memory_mib: u32,
+    cpus: u32,
+}
+
+impl VmBuilder {
+    /// A VM called `name` (used in messages and its directory's name): BIOS, 1 GiB, 2 vCPUs,
+    /// no boot medium, disks or NICs yet.
+    pub fn new(name: &str) -> VmBuilder {
+        VmBuilder {
+            name: name.to_owned(),
+            firmware: Firmware::Bios,
+            boot: None,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            memory_mib: 1024,
+            cpus: 2,
+        }
+    }
+
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
+        self
+    }
+
+    pub fn boot(mut self, medium: BootMedium) -> Self {
+        self.boot = Some(medium);
+        self
+    }
+
+    /// Adds an empty (sparse) disk of `size_bytes`.
+    pub fn disk(mut self, bus: DiskBus, size_bytes: u64) -> Self {
+        self.disks.push(Disk { bus, size_bytes });
+        self
+    }
+
+    /// Adds a virtio-net NIC with `mac` on tap device `tap` (no option ROM: no iPXE).
+    pub fn nic(mut self, tap: &str, mac: &str) -> Self {
+        self.nics.push(Nic {
+            tap: tap.to_owned(),
+            mac: mac.to_owned(),
+        });
+        self
+    }
+
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// QEMU's arguments for a VM whose files live in `dir`.
+    pub fn qemu_args(&self, dir: &Path) -> Result<Vec<OsString>> {
+        let boot = self
+            .boot
+            .as_ref()
+            .with_context(|| format!("VM {} has no boot medium", self.name))?;
+        let mut args = Args::default();
+        args.push_all(["-name", &self.name]);
+        args.push_all(["-machine", "q35,accel=tcg"]);
+        args.push_all(["-m", &self.memory_mib.to_string()]);
+        args.push_all(["-smp", &self.cpus.to_string()]);
+        // No default devices (NIC, CD drive, floppy): every device below is explicit.
+        args.push_all(["-nodefaults", "-no-user-config"]);
+        args.push_all(["-display", "none", "-vga", "std"]);
+        args.push("-serial");
+        args.push_path("file:", &dir.join("console.log"))?;
+        args.push("-no-reboot");
+        if self.firmware == Firmware::Uefi {
+            args.push("-drive");
+            args.push_path(
+                "if=pflash,format=raw,unit=0,readonly=on,file=",
+                Path::new(OVMF_CODE),
+            )?;
+            args.push("-drive");
+            args.push_path(
+                "if=pflash,format=raw,unit=1,file=",
+                &dir.join("OVMF_VARS.fd"),
+            )?;
+        }
+        match boot {
+            BootMedium::Cd(iso) => {
+                args.push("-drive");
+                args.push_path(
+                    "if=none,id=cd0,format=raw,media=cdrom,readonly=on,file=",
+                    iso,
+                )?;
+                args.push_all(["-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=1"]);
+            }
+            BootMedium::UsbCd(iso) => {
+                args.push_all(["-device", "qemu-xhci,id=xhci"]);
+                args.push("-drive");
+                args.push_path(
+                    "if=none,id=vmedia,format=raw,media=cdrom,readonly=on,file=",
+                    iso,
+                )?;
+                args.push_all(["-device", "usb-bot,id=bot,bus=xhci.0"]);
+                args.push_all(["-device", "scsi-cd,bus=bot.0,drive=vmedia,bootindex=1"]);
+            }
+            BootMedium::UsbDisk(iso) => {
+                args.push_all(["-device", "qemu-xhci,id=xhci"]);
+                args.push("-drive");
+                args.push_path("if=none,id=stick,format=raw,readonly=on,file=", iso)?;
+                args.push_all(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=1"]);
+            }
+            BootMedium::Kernel {
+                kernel,
+                initrd,
+                append,
+            } => {
+                args.push("-kernel");
+                args.push_path("", kernel)?;
+                if let Some(initrd) = initrd {
+                    args.push("-initrd");
+                    args.push_path("", initrd)?;
+                }
+                args.push_all(["-append", append]);
+            }
+        }
+        for (i, disk) in self.disks.iter().enumerate() {
+            let id = format!("disk{i}");
+            args.push("-drive");
+            args.push_path(
+                &format!("if=none,id={id},format=raw,file="),
+                &dir.join(format!("{id}.img")),
+            )?;
+            let device = match disk.bus {
+                DiskBus::VirtioBlk => format!("virtio-blk-pci,drive={id},serial=rivet-vd{i}"),
+                DiskBus::Nvme => format!("nvme,drive={id},serial=rivet-nvme{i}"),
+            };
+            args.push_all(["-device", &device]);
+        }
+        for (i, nic) in self.nics.iter().enumerate() {
+            args.push("-netdev");
+            args.push(format!(
+                "tap,id=net{i},ifname={},script=no,downscript=no",
+                nic.tap
+            ));
+            args.push("-device");
+            args.push(format!(
+                "virtio-net-pci,netdev=net{i},mac={},romfile=",
+                nic.mac
+            ));
+        }
+        Ok(args.0)
+    }
+
+    /// Creates the VM's directory (disk images, OVMF variables, console and QEMU logs) and
+    /// starts QEMU inside `net`. The VM is killed when the returned [`Vm`] is dropped, or when
+    /// the thread that called this ends (see [`TestNet::command`]).
+    pub fn start(self, net: &TestNet) -> Result<Vm> {
+        ensure!(
+            which(QEMU).is_some(),
+            "{QEMU} is not on PATH: install Debian's qemu-system-x86 package (ci/setup does)"
+        );
+        for nic in &self.nics {
+            ensure!(
+                net.taps().contains(&nic.tap),
+                "VM {}: tap {} is not one of namespace {}'s taps {:?}",
+                self.name,
+                nic.tap,
+                net.name(),
+                net.taps()
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rivet-vm-{}-", self.name))
+            .tempdir()
+            .context("creating the VM's directory")?;
+        if self.firmware == Firmware::Uefi {
+            ensure!(
+                Path::new(OVMF_CODE).is_file() && Path::new(OVMF_VARS).is_file(),
+                "{OVMF_CODE} or {OVMF_VARS} is missing: install Debian's ovmf package (ci/setup does)"
+            );
+            let vars = dir.path().join("OVMF_VARS.fd");
+            std::fs::copy(OVMF_VARS, &vars)
+                .with_context(|| format!("copying {OVMF_VARS} to {}", vars.display()))?;
+        }
+        for (i, disk) in self.disks.iter().enumerate() {
+            let path = dir.path().join(format!("disk{i}.img"));
+            File::create(&path)
+                .and_then(|f| f.set_len(disk.size_bytes))
+                .with_context(|| format!("creating the sparse disk image {}", path.display()))?;
+        }
+        let console = dir.path().join("console.log");
+        File::create(&console).with_context(|| format!("creating {}", console.display()))?;
+
+        let mut command = net.command(QEMU);
+        command.args(self.qemu_args(dir.path())?);
+        let started = Instant::now();
+        let process = LoggedChild::spawn(
+            &format!("qemu ({})", self.name),
+            command,
+            &dir.path().join("qemu.log"),
+        )?;
+        let watcher = ConsoleWatcher::start(console.clone(), started);
+        Ok(Vm {
+            process: Some(process),
+            watcher,
+            name: self.name,
+            console,
+            started,
+            dir: Some(dir),
+        })
+    }
+}
+
+/// A running VM. Dropping it kills QEMU; when the test is failing, the console's tail is
+/// printed and the VM's directory is kept.
+pub struct Vm {
+    process: Option<LoggedChild>,
+    watcher: ConsoleWatcher,
+    name: String,
+    console: PathBuf,
+    started: Instant,
+    dir: Option<TempDir>,
+}
+
+impl Vm {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When QEMU was started: the origin of every console time.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn console_path(&self) -> &Path {
+        &self.console
+    }
+
+    /// The VM's directory (console.log, qemu.log, disk images, OVMF variables).
+    pub fn dir(&self) -> Result<&Path> {
+        self.dir
+            .as_ref()
+            .map(TempDir::path)
+            .context("the VM's directory is gone")
+    }
+
+    /// When the first console line containing `pattern` appeared, counted from QEMU's
+    /// start; `None` if none has yet.
+    pub fn console_line_at(&self, pattern: &str) -> Option<Duration> {
+        self.watcher.first_match(pattern).map(|(at, _)| at)
+    }
+
+    /// Every console line so far.
+    pub fn console_text(&self) -> String {
+        self.watcher.text()
+    }
+
+    /// The last `lines` console lines.
+    pub fn console_tail(&self, lines: usize) -> String {
+        self.watcher.tail(lines)
+    }
+
+    /// Waits until a console line contains `pattern`; returns that line and when it appeared
+    /// (since QEMU's start). Fails when `timeout` passes or QEMU exits first, with the
+    /// console's tail and the VM's directory in the message.
+    pub fn wait_for_console(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<(Duration, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.watcher.first_match(pattern) {
+                return Ok(found);
+            }
+            if let Some(status) = self.qemu_exited()? {
+                // Output written just before exiting may not have been read yet.
+                std::thread::sleep(CONSOLE_POLL * 3);
+                if let Some(found) = self.watcher.first_match(pattern) {
+                    return Ok(found);
+                }
+                bail!(
+                    "VM {}: QEMU exited with {status} before the console showed {pattern:?}\n{}",
+                    self.name,
+                    self.failure_report()
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "VM {}: the console did not show {pattern:?} within {timeout:?}\n{}",
+                    self.name,
+                    self.failure_report()
+                );
+            }
+            std::thread::sleep(CONSOLE_POLL);
+        }
+    }
+
+    /// Fails if QEMU has exited (the message has the console's tail).
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some(status) = self.qemu_exited()? {
+            bail!(
+                "VM {}: QEMU exited with {status}\n{}",
+                self.name,
+                self.failure_report()
+            );
+        }
+        Ok(())
+    }
+
+    fn qemu_exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        match self.process.as_mut() {
+            Some(process) => process.exited(),
+            None => bail!("VM {}: QEMU was already stopped", self.name),
+        }
+    }
+
+    /// Console tail, QEMU's own log tail and where the VM's files are.
+    pub fn failure_report(&self) -> String {
+        let qemu_log = self
+            .process
+            .as_ref()
+            .map(|p| p.log_tail(20))
+            .unwrap_or_default();
+        format!(
+            "----- last {FAILURE_TAIL_LINES} console lines of VM {} ({}) -----\n{}\n\
+             ----- QEMU's log -----\n{qemu_log}\n----- end of VM {} -----",
+            self.name,
+            self.console.display(),
+            self.console_tail(FAILURE_TAIL_LINES),
+            self.name
+        )
+    }
+
+    /// Kills QEMU now (the directory stays until the drop).
+    pub fn stop(&mut self) {
+        // LoggedChild's drop ends the process group.
+        self.process.take();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        let report = panicking.then(|| self.failure_report());
+        self.stop();
+        self.watcher.stop();
+        if let Some(report) = report {
+            eprintln!("{report}");
+            if let Some(dir) = self.dir.take() {
+                eprintln!(
+                    "kept VM {}'s directory (console.log, qemu.log, disks): {}",
+                    self.name,
+                    dir.keep().display()
+                );
+            }
+        }
+    }
+}
+
+/// QEMU's arguments, built up with paths kept as `OsString`s.
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push(&mut self, arg: impl Into<OsString>) {
+        self.0.push(arg.into());
+    }
+
+    fn push_all<'a>(&mut self, args: impl IntoIterator<Item = &'a str>) {
+        self.0.extend(args.into_iter().map(OsString::from));
+    }
+
+    /// `prefix` followed by `path`; QEMU's option syntax cannot carry a comma in a path.
+    fn push_path(&mut self, prefix: &str, path: &Path) -> Result<()> {
+        ensure!(
+            !path.as_os_str().as_encoded_bytes().contains(&b','),
+            "QEMU cannot take the path {} in an option: it has a comma",
+            path.display()
+        );
+        let mut arg = OsString::from(prefix);
+        arg.push(path);
+        self.0.push(arg);
+        Ok(())
+    }
+}
+
+/// The first `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args_text(builder: &VmBuilder) -> String {
+        let args = crate::or_panic(builder.qemu_args(Path::new("/vm")));
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn uefi_usb_virtual_media_with_nvme_virtio_and_a_nic() {
+        let builder = VmBuilder::new("t")
+            .firmware(Firmware::Uefi)
+            .boot(BootMedium::UsbCd(PathBuf::from("/img/rivet.iso")))
+            .disk(DiskBus::VirtioBlk, 1 << 30)
+            .disk(DiskBus::Nvme, 1 << 30)
+            .nic("tap0", "52:54:00:00:00:01");
+        let text = args_text(&builder);
+        for expected in [
+            "-machine q35,accel=tcg -m 1024 -smp 2",
+            "-serial file:/vm/console.log -no-reboot",
+            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "if=pflash,format=raw,unit=1,file=/vm/OVMF_VARS.fd",
+            "-device qemu-xhci,id=xhci",
+            "if=none,id=vmedia,format=raw,media=cdrom,readonly=on,file=/img/rivet.iso",
+            "-device usb-bot,id=bot,bus=xhci.0 -device scsi-cd,bus=bot.0,drive=vmedia,bootindex=1",
+            "if=none,id=disk0,format=raw,file=/vm/disk0.img -device virtio-blk-pci,drive=disk0,serial=rivet-vd0",
+            "if=none,id=disk1,format=raw,file=/vm/disk1.img -device nvme,drive=disk1,serial=rivet-nvme1",
+            "-netdev tap,id=net0,ifname=tap0,script=no,downscript=no",
+            "-device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,romfile=",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in: {text}");
+        }
+    }
+
+    #[test]
+    fn bios_cd_has_no_pflash_and_boots_the_ahci_cd() {
+        let builder = VmBuilder::new("t").boot(BootMedium::Cd(PathBuf::from("/i.iso")));
+        let text = args_text(&builder);
+        assert!(!text.contains("pflash"), "{text}");
+        assert!(
+            text.contains("ide-cd,drive=cd0,bus=ide.0,bootindex=1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn usb_disk_is_read_only_usb_storage() {
+        let builder = VmBuilder::new("t").boot(BootMedium::UsbDisk(PathBuf::from("/i.iso")));
+        let text = args_text(&builder);
+        assert!(
+            text.contains("if=none,id=stick,format=raw,readonly=on,file=/i.iso"),
+            "{text}"
+        );
+        assert!(
+            text.contains("usb-storage,bus=xhci.0,drive=stick,bootindex=1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_vm_without_boot_medium_is_refused() {
+        let err = VmBuilder::new("t").qemu_args(Path::new("/vm"));
+        assert!(err.is_err());
+    }
+}
