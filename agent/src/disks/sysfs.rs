@@ -394,11 +394,14 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, DiskError> {
     Ok(names)
 }
 
-/// A binary attribute; `None` when absent.
+/// A binary attribute; `None` when absent, or when the kernel answers ENXIO: the device
+/// lacks the data (e.g. `device/wwid` of a CD drive without VPD page 0x83, as QEMU's ATAPI
+/// and USB CD drives are, so every VM booted from virtual media has one).
 fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, DiskError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
         Err(e) => Err(io_error(path, e)),
     }
 }
