@@ -1,5 +1,6 @@
 //! State shared by the agent's parts for the life of one boot.
 
+use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +39,8 @@ pub struct RuntimeState {
     /// `standby.get_partition_uuids` answer once an image has been written (spec §4);
     /// `None` until then (the command answers `{}`).
     pub partition_uuids: Option<JsonObject>,
+    /// The device `write_image` wrote; `image.install_bootloader` sets up its boot entries.
+    pub root_device: Option<PathBuf>,
     /// The last inventory JSON the agent built, if any; `log.collect_system_logs` adds it.
     pub inventory: Option<serde_json::Value>,
 }
@@ -70,6 +73,7 @@ impl AgentContext {
             enable_bios_bootloader_install: settings.enable_bios_bootloader_install,
             tls_min_version: settings.tls_min_version,
             partition_uuids: None,
+            root_device: None,
             inventory: None,
         };
         let (lifecycle, _) = watch::channel(Lifecycle::Serving);

@@ -96,6 +96,9 @@ pub fn obtain(
 ) -> Result<(PathBuf, Obtained)> {
     fs::create_dir_all(cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    // Builds sharing the cache take turns: leftovers of a killed run can then be removed
+    // without removing a download another build has in progress.
+    let _lock = lock_cache(cache_dir)?;
     remove_stale_partials(cache_dir)?;
     let target = cache_dir.join(record.deb_name());
     let mut replaced = None;
@@ -128,6 +131,19 @@ pub fn obtain(
     fs::rename(&downloaded, &target)
         .with_context(|| format!("renaming {} to {}", downloaded.display(), target.display()))?;
     Ok((target, Obtained::Fetched { replaced }))
+}
+
+/// An exclusive `flock(2)` on `<cache_dir>/.lock`, held until dropped.
+fn lock_cache(cache_dir: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
+    let path = cache_dir.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::anyhow!("locking {}: {errno}", path.display()))
 }
 
 /// Checks size and sha256 of `path` against the index record; the error says what differs.
@@ -207,10 +223,12 @@ mod tests {
         }
     }
 
+    /// The cache's entries, without its lock file.
     fn only_entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != ".lock")
             .collect();
         names.sort();
         names

@@ -10,7 +10,7 @@ use rivet_agent::api::{self, ApiServer, ServeOptions};
 use rivet_agent::commands::fssync::FakeFsSync;
 use rivet_agent::commands::{CommandRunner, HostAccess};
 use rivet_agent::context::AgentContext;
-use rivet_agent::disks::DeviceKind;
+use rivet_agent::disks::{BlockDevice, BlockDevices, DiskError};
 use rivet_agent::erase::fake::{FakeDevice, FakeDisk, FakeEraseHost};
 use rivet_agent::ironic::lookup::{apply_lookup, ApplyOutcome};
 use rivet_agent::logbuf::LogBuffer;
@@ -88,18 +88,23 @@ impl InProcessAgent {
             fs_sync: fs_sync.clone(),
             log_sources: fake_log_sources(dir.path())?,
         };
-        // The managers `rivet-agent run` has, with the erase steps on a fake disk. The other
-        // disk steps are not implemented in this build and fail without touching anything.
-        // The replays run disk steps in this process, possibly as root: a disk step that
-        // gains an implementation must get a fake for its disk access here first.
+        // The managers `rivet-agent run` has, except that the generic one lists no block
+        // devices and erases a fake disk: the replays run write_image and
+        // erase_devices_metadata in this process, possibly as root, and must never reach
+        // this machine's disks. A disk step that gains an implementation must take its
+        // devices from `disks` (a fake here).
         let disk = FakeDisk::new(16 << 20, 512, 0xAA);
-        let erase_host =
-            FakeEraseHost::new(vec![FakeDevice::new("vda", DeviceKind::Disk, disk.clone())]);
+        let erase_host = FakeEraseHost::new(vec![FakeDevice::new(
+            "vda",
+            rivet_agent::disks::DeviceKind::Disk,
+            disk.clone(),
+        )]);
         let managers = HardwareManagers::new(vec![
-            Arc::new(GenericHardwareManager::with_erase_host(
-                &ctx.settings,
-                Arc::new(erase_host),
-            )),
+            Arc::new(
+                GenericHardwareManager::new(&ctx.settings)
+                    .with_block_devices(Arc::new(NoBlockDevices))
+                    .with_erase_host(Arc::new(erase_host)),
+            ),
             Arc::new(RivetHardwareManager::new()),
         ]);
         let runner = Arc::new(CommandRunner::with_host(
@@ -213,4 +218,14 @@ fn fake_log_sources(dir: &std::path::Path) -> Result<LogSources> {
         proc_root,
         sys_root,
     })
+}
+
+/// A machine without block devices, for the in-process agent's disk steps.
+#[derive(Debug, Clone, Copy)]
+pub struct NoBlockDevices;
+
+impl BlockDevices for NoBlockDevices {
+    fn list(&self) -> Result<Vec<BlockDevice>, DiskError> {
+        Ok(Vec::new())
+    }
 }

@@ -35,6 +35,10 @@ pub enum Outcome {
     /// The recorded agent ran this disk step; this build does not implement it and must
     /// fail it with "<step> is not supported by this build".
     NotSupported(String),
+    /// The recorded agent ran this disk step; this build implements it, but the in-process
+    /// agent has no disk to give it, so it must fail with this IPA error type before touching
+    /// anything.
+    FailsWith { step: String, error_type: String },
 }
 
 /// A command the replay posted.
@@ -56,6 +60,9 @@ pub struct ReplayOptions {
     pub step_override: Option<Value>,
     /// Steps the recorded agent ran that this build must fail as not supported.
     pub not_yet_implemented: Vec<String>,
+    /// Disk steps this build implements that must fail for lack of a disk: (step, IPA error
+    /// type).
+    pub no_disk: Vec<(String, String)>,
     /// Steps rivet advertises beyond the recorded agent's.
     pub rivet_steps: Vec<String>,
 }
@@ -288,6 +295,12 @@ impl<'a> Replay<'a> {
             {
                 return Ok(Outcome::NotSupported(step.to_owned()));
             }
+            if let Some((_, error_type)) = self.options.no_disk.iter().find(|(s, _)| s == step) {
+                return Ok(Outcome::FailsWith {
+                    step: step.to_owned(),
+                    error_type: error_type.clone(),
+                });
+            }
         }
         Ok(Outcome::Status(recorded))
     }
@@ -490,6 +503,23 @@ fn check_outcome(result: &Value, posted: &Posted) -> Result<()> {
                     "command_result has no {step_type}_result: {output}"
                 );
             }
+            Ok(())
+        }
+        Outcome::FailsWith { step, error_type } => {
+            ensure!(
+                status == "FAILED",
+                "{step} has no disk here and must be FAILED, is {status}: {result}"
+            );
+            let error = &result["command_error"];
+            check_command_error(error)?;
+            ensure!(
+                error["type"] == error_type.as_str(),
+                "{step} without a disk must fail with {error_type}: {error}"
+            );
+            ensure!(
+                result["command_result"].is_null(),
+                "a failed command with a result: {result}"
+            );
             Ok(())
         }
         Outcome::NotSupported(step) => {

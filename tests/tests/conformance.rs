@@ -27,7 +27,11 @@ const CLEAN: &str = "manual-clean";
 /// with "<step> is not supported by this build". Take a step out when it is implemented, and
 /// before that give `InProcessAgent` a fake for its disk access: the replay runs the step in
 /// the test process, on this machine.
-const NOT_YET_IMPLEMENTED: &[&str] = &["write_image"];
+const NOT_YET_IMPLEMENTED: &[&str] = &[];
+
+/// Disk steps this build implements: `InProcessAgent` lists no block devices, so they must
+/// fail with this IPA error before touching anything.
+const NO_DISK: &[(&str, &str)] = &[("write_image", "DeviceNotFound")];
 
 /// rivet's own steps, which the recorded (IPA-shaped) agent did not advertise.
 const RIVET_STEPS: &[&str] = &["sleep"];
@@ -49,6 +53,10 @@ fn options(step_override: Option<Value>) -> ReplayOptions {
     ReplayOptions {
         step_override,
         not_yet_implemented: NOT_YET_IMPLEMENTED.iter().map(|s| s.to_string()).collect(),
+        no_disk: NO_DISK
+            .iter()
+            .map(|(step, error)| (step.to_string(), error.to_string()))
+            .collect(),
         rivet_steps: RIVET_STEPS.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -111,10 +119,6 @@ async fn collect_system_logs(agent: &InProcessAgent, token: &str) -> Vec<(String
     members
 }
 
-fn not_supported(step: &str) -> Outcome {
-    Outcome::NotSupported(step.to_owned())
-}
-
 fn status(status: &str) -> Outcome {
     Outcome::Status(status.to_owned())
 }
@@ -126,7 +130,10 @@ async fn deploy_whole_disk_replays_as_the_conductor_needs() {
         outcomes,
         [
             status("SUCCEEDED"),
-            not_supported("write_image"),
+            Outcome::FailsWith {
+                step: "write_image".into(),
+                error_type: "DeviceNotFound".into()
+            },
             status("SUCCEEDED"),
             status("SUCCEEDED"),
             status("SUCCEEDED"),

@@ -10,12 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
+use rivet_agent::context::AgentContext;
 use rivet_agent::erase::io::DeviceFile;
 use rivet_agent::erase::metadata::erase_metadata;
-use rivet_agent::progress::{AbortSignal, ProgressBoard};
 use rivet_agent::settings::Settings;
 use rivet_agent::steps::{GenericHardwareManager, HardwareManager, StepCall};
-use rivet_agent::syslogs::LogAttachments;
 use rivet_tests::loopdev::{
     blkid_probe, make_file, md_superblock, require_root, require_tool, run, wipefs_signatures,
     write_at, LoopDevice,
@@ -198,17 +197,14 @@ fn run_step(step: &str, disks: &[&Path], info: Value) -> Result<Value> {
     let manager = GenericHardwareManager::new(&settings);
     let node = json!({"uuid": "erase-host-test", "driver_internal_info": info});
     let ports = json!([]);
-    let progress = ProgressBoard::default();
-    let abort = AbortSignal::default();
-    let attachments = LogAttachments::default();
+    let ctx = AgentContext::new(settings);
     let args = serde_json::Map::new();
     let call = StepCall {
         args: &args,
         node: &node,
         ports: &ports,
-        progress: &progress,
-        abort: &abort,
-        attachments: &attachments,
+        progress: &ctx.progress,
+        ctx: &ctx,
     };
     manager
         .execute(step, &call)

@@ -181,7 +181,9 @@ pub(crate) async fn run_async(
         }
         AsyncCommand::PowerOff => standby::power_action(env, false).await,
         AsyncCommand::RunImage => standby::power_action(env, true).await,
-        AsyncCommand::InstallBootloader => image::install_bootloader(&params, &env),
+        AsyncCommand::InstallBootloader => {
+            blocking(move || image::install_bootloader(&params, &env)).await
+        }
     }
 }
 

@@ -88,8 +88,7 @@ pub(crate) async fn execute_step(
             node: &node,
             ports: &ports,
             progress: &ctx.progress,
-            abort: &ctx.abort,
-            attachments: &ctx.attachments,
+            ctx: &ctx,
         };
         managers
             .execute(&step_name, &call)

@@ -63,13 +63,22 @@ pub enum HttpClientError {
 
 /// A reqwest client with `tls` and a whole-request `timeout`.
 pub fn build_client(tls: &HttpTls, timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
+    client_builder(tls)?
         .timeout(timeout)
-        .min_tls_version(match tls.min_version {
-            TlsVersion::Tls12 => reqwest::tls::Version::TLS_1_2,
-            TlsVersion::Tls13 => reqwest::tls::Version::TLS_1_3,
-        });
+        .build()
+        .map_err(|err| HttpClientError::Build(error_chain(&err)))
+}
+
+/// A reqwest client builder with `tls` set up, for clients that need other timeouts (image
+/// downloads bound each read, not the whole request).
+pub fn client_builder(tls: &HttpTls) -> Result<reqwest::ClientBuilder, HttpClientError> {
+    let mut builder =
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .min_tls_version(match tls.min_version {
+                TlsVersion::Tls12 => reqwest::tls::Version::TLS_1_2,
+                TlsVersion::Tls13 => reqwest::tls::Version::TLS_1_3,
+            });
     if tls.insecure {
         builder = builder.danger_accept_invalid_certs(true);
     } else if let Some(cafile) = &tls.cafile {
@@ -112,9 +121,7 @@ pub fn build_client(tls: &HttpTls, timeout: Duration) -> Result<reqwest::Client,
             })
         }
     }
-    builder
-        .build()
-        .map_err(|err| HttpClientError::Build(error_chain(&err)))
+    Ok(builder)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, HttpClientError> {

@@ -1,10 +1,10 @@
 //! `GenericHardwareManager`: IPA's generic steps with IPA's names, interfaces, priorities,
 //! abortable flags and argsinfo (spec §6.2, IPA/hardware.py `get_*_steps`).
 //!
-//! The erase steps (`erase_devices`, `erase_devices_metadata`, `erase_devices_express`) run
-//! through [`crate::erase`]. The other steps' work is not implemented in this build yet: each
-//! one fails with "<step> is not supported by this build of rivet-agent" rather than
-//! pretending to succeed.
+//! `write_image` is [`crate::image::step`]; the erase steps (`erase_devices`,
+//! `erase_devices_metadata`, `erase_devices_express`) run through [`crate::erase`]. The other
+//! steps' work is not implemented in this build yet: each one fails with "<step> is not
+//! supported by this build of rivet-agent" rather than pretending to succeed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +13,8 @@ use rivet_protocol::steps::{ArgInfo, Step, StepType};
 use serde_json::Value;
 
 use super::{step, HardwareManager, HardwareSupport, StepCall, StepError};
+use crate::disks::sysfs::SysfsBlockDevices;
+use crate::disks::BlockDevices;
 use crate::erase::{self, EraseCall, EraseHost, EraseMode, SystemEraseHost};
 use crate::settings::Settings;
 
@@ -99,8 +101,20 @@ fn with_args(mut s: Step, spec: &[(&str, &str, bool)]) -> Step {
 #[derive(Clone)]
 pub struct GenericHardwareManager {
     inject_files_priority: i64,
+    /// Where disk steps list devices (sysfs; a fake in tests).
+    devices: Arc<dyn BlockDevices>,
     settings: Settings,
+    /// What the erase steps act on (this machine through `disks::writable_candidates`; a
+    /// fake in tests).
     erase_host: Arc<dyn EraseHost>,
+}
+
+impl std::fmt::Debug for GenericHardwareManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericHardwareManager")
+            .field("inject_files_priority", &self.inject_files_priority)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GenericHardwareManager {
@@ -111,16 +125,24 @@ impl GenericHardwareManager {
     /// The manager acting on this machine's disks (only those `disks::writable_candidates`
     /// allows).
     pub fn new(settings: &Settings) -> Self {
-        Self::with_erase_host(settings, Arc::new(SystemEraseHost::for_settings(settings)))
-    }
-
-    /// The manager with the erase steps acting through `erase_host` (fakes in tests).
-    pub fn with_erase_host(settings: &Settings, erase_host: Arc<dyn EraseHost>) -> Self {
         GenericHardwareManager {
             inject_files_priority: settings.inject_files_priority,
+            devices: Arc::new(SysfsBlockDevices::from_settings(settings)),
             settings: settings.clone(),
-            erase_host,
+            erase_host: Arc::new(SystemEraseHost::for_settings(settings)),
         }
+    }
+
+    /// The same manager listing devices from `devices`.
+    pub fn with_block_devices(mut self, devices: Arc<dyn BlockDevices>) -> Self {
+        self.devices = devices;
+        self
+    }
+
+    /// The same manager with the erase steps acting through `erase_host`.
+    pub fn with_erase_host(mut self, erase_host: Arc<dyn EraseHost>) -> Self {
+        self.erase_host = erase_host;
+        self
     }
 
     fn clean_steps(&self) -> Vec<Step> {
@@ -186,14 +208,6 @@ impl GenericHardwareManager {
     }
 }
 
-impl std::fmt::Debug for GenericHardwareManager {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GenericHardwareManager")
-            .field("inject_files_priority", &self.inject_files_priority)
-            .finish_non_exhaustive()
-    }
-}
-
 impl HardwareManager for GenericHardwareManager {
     fn name(&self) -> &str {
         Self::NAME
@@ -220,6 +234,10 @@ impl HardwareManager for GenericHardwareManager {
     }
 
     fn execute(&self, step: &str, call: &StepCall<'_>) -> Result<Value, StepError> {
+        if step == "write_image" {
+            let in_ramdisk = crate::init::running_as_init();
+            return crate::image::step::write_image(self.devices.as_ref(), in_ramdisk, call);
+        }
         let mode = match step {
             "erase_devices" => Some(EraseMode::Full),
             "erase_devices_metadata" => Some(EraseMode::Metadata),
@@ -231,8 +249,8 @@ impl HardwareManager for GenericHardwareManager {
                 node: call.node,
                 settings: &self.settings,
                 progress: call.progress,
-                abort: call.abort,
-                attachments: call.attachments,
+                abort: &call.ctx.abort,
+                attachments: &call.ctx.attachments,
             };
             return erase::erase_step(self.erase_host.as_ref(), mode, &erase_call);
         }

@@ -15,9 +15,9 @@ use rivet_protocol::steps::{GetStepsResult, HardwareManagerVersion, Step, StepTy
 use rivet_protocol::JsonObject;
 use serde_json::Value;
 
-use crate::progress::{AbortSignal, ProgressBoard};
+use crate::context::AgentContext;
+use crate::progress::ProgressBoard;
 use crate::settings::Settings;
-use crate::syslogs::LogAttachments;
 
 pub use generic::GenericHardwareManager;
 pub use rivet::RivetHardwareManager;
@@ -74,10 +74,10 @@ pub struct StepCall<'a> {
     pub ports: &'a Value,
     /// Where long steps report progress.
     pub progress: &'a ProgressBoard,
-    /// Set when the agent is stopping: long steps stop at their next check point.
-    pub abort: &'a AbortSignal,
-    /// Documents a step leaves for `log.collect_system_logs` (e.g. `erase-reports.json`).
-    pub attachments: &'a LogAttachments,
+    /// The agent's settings and run-time state (lookup overrides such as `md5_enabled`;
+    /// `partition_uuids` recorded by `write_image`), the `abort` signal long steps check,
+    /// and the `attachments` they leave for `log.collect_system_logs`.
+    pub ctx: &'a AgentContext,
 }
 
 /// One hardware manager: a set of steps and their implementation.

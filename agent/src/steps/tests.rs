@@ -231,7 +231,6 @@ fn generic_steps_fail_clearly_instead_of_pretending() {
     for name in [
         "erase_pstore",
         "clean_uefi_nvram",
-        "write_image",
         "inject_files",
         "execute_bootc_install",
         "create_configuration",
@@ -283,16 +282,13 @@ fn sleep_step_validates_seconds() {
 fn with_call<R>(args: &JsonObject, f: impl FnOnce(&StepCall<'_>) -> R) -> R {
     let node = json!({});
     let ports = json!([]);
-    let progress = crate::progress::ProgressBoard::default();
-    let abort = crate::progress::AbortSignal::default();
-    let attachments = crate::syslogs::LogAttachments::default();
+    let ctx = crate::context::AgentContext::new(crate::settings::Settings::default());
     f(&StepCall {
         args,
         node: &node,
         ports: &ports,
-        progress: &progress,
-        abort: &abort,
-        attachments: &attachments,
+        progress: &ctx.progress,
+        ctx: &ctx,
     })
 }
 
@@ -303,22 +299,17 @@ fn generic_erase_steps_run_through_the_erase_host() {
 
     let disk = FakeDisk::new(1 << 20, 512, 0x5A);
     let host = FakeEraseHost::new(vec![FakeDevice::new("vda", DeviceKind::Disk, disk.clone())]);
-    let generic = GenericHardwareManager::with_erase_host(
-        &crate::settings::Settings::default(),
-        Arc::new(host),
-    );
+    let generic = GenericHardwareManager::new(&crate::settings::Settings::default())
+        .with_erase_host(Arc::new(host));
     let node = json!({"driver_internal_info": {}});
     let ports = json!([]);
-    let progress = crate::progress::ProgressBoard::default();
-    let abort = crate::progress::AbortSignal::default();
-    let attachments = crate::syslogs::LogAttachments::default();
+    let ctx = crate::context::AgentContext::new(crate::settings::Settings::default());
     let call = StepCall {
         args: &JsonObject::new(),
         node: &node,
         ports: &ports,
-        progress: &progress,
-        abort: &abort,
-        attachments: &attachments,
+        progress: &ctx.progress,
+        ctx: &ctx,
     };
     let result = generic
         .execute("erase_devices_express", &call)
@@ -328,7 +319,7 @@ fn generic_erase_steps_run_through_the_erase_host() {
         disk.contents().iter().all(|&b| b == 0),
         "a 1 MiB disk is wiped whole"
     );
-    assert_eq!(attachments.snapshot()[0].0, "erase-reports.json");
+    assert_eq!(ctx.attachments.snapshot()[0].0, "erase-reports.json");
     assert_eq!(
         generic.execute("no_such_step", &call),
         Err(StepError::Unhandled("no_such_step".into()))

@@ -132,10 +132,10 @@ pub(super) fn harness_with(options: Options) -> Harness {
     let gate = Arc::new(Gate::default());
     let managers = HardwareManagers::new(vec![
         // No disks: the erase steps find nothing to erase (and never see this machine's).
-        Arc::new(GenericHardwareManager::with_erase_host(
-            &options.settings,
-            Arc::new(FakeEraseHost::default()),
-        )),
+        Arc::new(
+            GenericHardwareManager::new(&options.settings)
+                .with_erase_host(Arc::new(FakeEraseHost::default())),
+        ),
         Arc::new(RivetHardwareManager::new()),
         Arc::new(TestManager { gate: gate.clone() }),
     ]);

@@ -205,7 +205,7 @@ async fn unimplemented_steps_fail_with_the_step_type_error() {
         ),
         (
             StepType::Deploy,
-            "write_image",
+            "execute_bootc_install",
             "DeploymentError",
             "Deploy step failed",
         ),

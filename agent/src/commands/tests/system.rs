@@ -221,6 +221,44 @@ async fn install_bootloader_for_a_whole_disk_image_has_nothing_to_do() {
 }
 
 #[tokio::test]
+async fn install_bootloader_adds_uefi_entries_for_the_written_disk() {
+    use crate::efi::testutil::{disk_with, esp};
+    let h = harness();
+    let work = tempfile::tempdir().expect("tempdir");
+    let image = esp(
+        work.path(),
+        16384,
+        "16",
+        &[("EFI/BOOT/BOOTX64.EFI", b"loader".to_vec())],
+    );
+    drop(disk_with(work.path(), &image, true));
+    let efivars = h.root.path().join("root/sys/firmware/efi/efivars");
+    std::fs::create_dir_all(&efivars).expect("efivars dir");
+    h.ctx
+        .update_state(|s| s.root_device = Some(work.path().join("disk")));
+    let done = h
+        .ok(
+            "image.install_bootloader",
+            json!({"root_uuid": "0x00000000", "efi_system_part_uuid": null,
+                   "target_boot_mode": "uefi"}),
+            true,
+        )
+        .await;
+    assert_eq!(
+        status(&done),
+        CommandStatus::Succeeded,
+        "{:?}",
+        done.command_error
+    );
+    let order = std::fs::read(efivars.join(format!("BootOrder-{}", crate::efi::GLOBAL_GUID)))
+        .expect("BootOrder written");
+    assert_eq!(order, [7, 0, 0, 0, 0, 0]);
+    assert!(efivars
+        .join(format!("Boot0000-{}", crate::efi::GLOBAL_GUID))
+        .exists());
+}
+
+#[tokio::test]
 async fn install_bootloader_fails_clearly_for_what_it_cannot_do() {
     let h = harness();
     for params in [

@@ -1,0 +1,360 @@
+//! The `write_image` deploy step (spec §5): `image_info` and `configdrive` in, the image on
+//! the root device, `{"result": "prepare_image: image (<id>) written to device <dev>
+//! root_uuid=<uuid>"}` out, and `standby.get_partition_uuids` answering `{"root uuid": ...}`.
+//!
+//! The root device comes only from [`writable_candidates`] (never the boot medium; on a
+//! host only `rivet-host-disks`) through the root device hints of the node
+//! (`instance_info.root_device`, else `properties.root_device`; strict mode refuses
+//! ambiguous hints). Partition images (`image_type: partition`) are not supported by this
+//! build and fail before anything is written.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use rivet_protocol::image_info::{ConfigDrive, ImageInfo, WriteImageArgs};
+use serde_json::{json, Value};
+
+use super::checksum::{self, ExpectedDigest, ExpectedSource};
+use super::disklabel::{self, MAX_CONFIG_DRIVE};
+use super::meter::Meter;
+use super::pipeline::{self, WriteRequest};
+use super::source::{self, DownloadOptions};
+use super::target::{DiskFile, Target};
+use super::writer::wipe;
+use super::ImageError;
+use crate::disks::hints::{parse_hints, parse_skip_list, select_root_device};
+use crate::disks::{writable_candidates, BlockDevice, BlockDevices};
+use crate::net::http::HttpTls;
+use crate::settings::Settings;
+use crate::steps::{StepCall, StepError};
+
+/// Checksum files larger than this are refused.
+const MAX_CHECKSUM_FILE: usize = 16 << 20;
+
+fn ipa(type_: &str, code: u16, message: &str, details: impl Into<String>) -> StepError {
+    StepError::Ipa {
+        type_: type_.to_string(),
+        code,
+        message: message.to_string(),
+        details: details.into(),
+    }
+}
+
+fn invalid(details: impl Into<String>) -> StepError {
+    ipa(
+        "InvalidCommandParamsError",
+        400,
+        "Invalid command parameters",
+        details,
+    )
+}
+
+fn device_not_found(details: impl Into<String>) -> StepError {
+    ipa(
+        "DeviceNotFound",
+        404,
+        "Error finding the disk or partition device to deploy the image onto",
+        details,
+    )
+}
+
+fn write_failed(details: impl Into<String>) -> StepError {
+    ipa(
+        "ImageWriteError",
+        500,
+        "Error writing image to device",
+        details,
+    )
+}
+
+fn image_error(e: ImageError) -> StepError {
+    let details = e.to_string();
+    // After several attempts the last failure decides the kind.
+    let kind = match e {
+        ImageError::Exhausted { last, .. } => *last,
+        other => other,
+    };
+    match kind {
+        ImageError::Mismatch { .. } => ipa(
+            "ImageChecksumError",
+            500,
+            "Error verifying image checksum",
+            details,
+        ),
+        ImageError::Checksum(_) => invalid(details),
+        ImageError::Format(_) | ImageError::Qcow2(_) => {
+            ipa("InvalidImage", 500, "The image is invalid", details)
+        }
+        ImageError::Write(_) => write_failed(details),
+        ImageError::Source(_) | ImageError::Decode(_) | ImageError::Exhausted { .. } => ipa(
+            "ImageDownloadError",
+            500,
+            "Error downloading image",
+            details,
+        ),
+    }
+}
+
+/// The node's root device hints and skip list, then the device they choose among the
+/// writable candidates.
+pub fn choose_device(
+    devices: &dyn BlockDevices,
+    settings: &Settings,
+    in_ramdisk: bool,
+    node: &Value,
+) -> Result<BlockDevice, StepError> {
+    let listed = devices
+        .list()
+        .map_err(|e| device_not_found(format!("listing block devices: {e}")))?;
+    let writable = writable_candidates(listed, settings, in_ramdisk);
+    if writable.is_empty() && !in_ramdisk {
+        return Err(device_not_found(
+            "no disk may be written: rivet-agent runs as a normal process and no device listed \
+             in rivet-host-disks exists",
+        ));
+    }
+    let present = |v: &&Value| !v.is_null();
+    let hints = node
+        .pointer("/instance_info/root_device")
+        .filter(present)
+        .or_else(|| node.pointer("/properties/root_device"))
+        .unwrap_or(&Value::Null);
+    let hints = parse_hints(hints).map_err(|e| invalid(e.to_string()))?;
+    let skip = node
+        .pointer("/properties/skip_block_devices")
+        .unwrap_or(&Value::Null);
+    let skip = parse_skip_list(skip).map_err(|e| invalid(e.to_string()))?;
+    select_root_device(&writable, &hints, &skip, settings.strict_root_hints)
+        .cloned()
+        .map_err(|e| device_not_found(e.to_string()))
+}
+
+/// IPA's download settings plus what `image_info` adds (auth, proxies).
+pub fn download_options(
+    settings: &Settings,
+    info: &ImageInfo,
+) -> Result<DownloadOptions, StepError> {
+    let authorization = match &info.image_request_authorization {
+        Some(encoded) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| {
+                    invalid("image_request_authorization is not base64 of a header value")
+                })?;
+            Some(decoded)
+        }
+        None if info.image_server_auth_strategy.as_deref() == Some("http_basic") => {
+            let user = info.image_server_user.clone().flatten();
+            let password = info.image_server_password.clone().flatten();
+            let (Some(user), Some(password)) = (user, password) else {
+                return Err(invalid(
+                    "image_server_auth_strategy is http_basic but image_server_user or \
+                     image_server_password is missing",
+                ));
+            };
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Some(format!("Basic {token}"))
+        }
+        None => None,
+    };
+    let proxy = |scheme: &str| {
+        info.proxies
+            .as_ref()
+            .and_then(|p| p.get(scheme))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(DownloadOptions {
+        timeout: settings.image_download_connection_timeout,
+        retries: settings.image_download_connection_retries,
+        retry_interval: settings.image_download_connection_retry_interval,
+        deadline: settings
+            .image_download_max_duration
+            .map(|d| Instant::now() + d),
+        tls: HttpTls::from_settings(settings),
+        authorization,
+        http_proxy: proxy("http"),
+        https_proxy: proxy("https"),
+        no_proxy: info.no_proxy.clone(),
+    })
+}
+
+/// The digest the image must have, fetching a checksum file when given one.
+fn expected_digest(
+    info: &ImageInfo,
+    md5_enabled: bool,
+    options: &DownloadOptions,
+) -> Result<ExpectedDigest, StepError> {
+    let expected = checksum::expected(info, md5_enabled).map_err(|e| invalid(e.to_string()))?;
+    match expected.source {
+        ExpectedSource::Value(hex) => {
+            let algorithm = match expected.algorithm {
+                Some(algorithm) => algorithm,
+                None => checksum::checked_algorithm(&hex, md5_enabled)
+                    .map_err(|e| invalid(e.to_string()))?,
+            };
+            Ok(ExpectedDigest { algorithm, hex })
+        }
+        ExpectedSource::Url { url, file_name } => {
+            let body = source::fetch_bytes(&url, options, MAX_CHECKSUM_FILE).map_err(|e| {
+                ipa(
+                    "ImageDownloadError",
+                    500,
+                    "Error downloading image",
+                    format!("checksum file: {e}"),
+                )
+            })?;
+            let text = String::from_utf8_lossy(&body);
+            checksum::resolve_from_file(
+                expected.algorithm,
+                &source::redact_url(&url),
+                &text,
+                &file_name,
+                md5_enabled,
+            )
+            .map_err(|e| {
+                ipa(
+                    "ImageChecksumError",
+                    500,
+                    "Error verifying image checksum",
+                    e.to_string(),
+                )
+            })
+        }
+    }
+}
+
+/// The config drive's bytes, from base64 or a URL.
+fn config_drive(drive: &ConfigDrive, options: &DownloadOptions) -> Result<Vec<u8>, StepError> {
+    let text = drive.0.trim();
+    let from_url = text.starts_with("http://") || text.starts_with("https://");
+    let raw = if from_url {
+        // Base64 of 64 MiB is about 86 MiB.
+        source::fetch_bytes(text, options, MAX_CONFIG_DRIVE / 3 * 4 + 4096)
+            .map_err(|e| write_failed(format!("downloading the config drive: {e}")))?
+    } else {
+        text.as_bytes().to_vec()
+    };
+    disklabel::decode_config_drive(&raw, from_url).map_err(|e| invalid(e.to_string()))
+}
+
+/// After the verified image: GPT backup to the end, at least one partition (as IPA checks),
+/// the config drive, the disk identifier.
+fn finish_disk(disk: &DiskFile, drive: Option<&[u8]>) -> Result<String, disklabel::LabelError> {
+    if disklabel::partition_count(disk.file())? == 0 {
+        return Err(disklabel::LabelError::Invalid(format!(
+            "no partitions found on {} after writing the whole-disk image",
+            disk.name()
+        )));
+    }
+    if disklabel::fix_gpt(disk.file())? {
+        tracing::info!(device = %disk.name(), "moved the GPT backup to the end of the disk");
+    }
+    if let Some(drive) = drive {
+        let placed = disklabel::write_config_drive(disk.file(), drive)?;
+        tracing::info!(
+            device = %disk.name(),
+            partition = placed.number,
+            reused = placed.reused,
+            bytes = drive.len(),
+            "config drive written"
+        );
+    }
+    if let Err(e) = disk.reread_partitions() {
+        tracing::warn!(device = %disk.name(), error = %e, "re-reading the partition table failed");
+    }
+    disklabel::disk_identifier(disk.file())
+}
+
+/// Runs the step. `in_ramdisk`: the agent is PID 1 of its ramdisk (see
+/// [`writable_candidates`]).
+pub fn write_image(
+    devices: &dyn BlockDevices,
+    in_ramdisk: bool,
+    call: &StepCall<'_>,
+) -> Result<Value, StepError> {
+    let args: WriteImageArgs = serde_json::from_value(Value::Object(call.args.clone()))
+        .map_err(|e| invalid(format!("write_image arguments: {e}")))?;
+    let info = &args.image_info;
+    let state = call.ctx.state();
+    info.validate(state.md5_enabled)
+        .map_err(|e| invalid(e.to_string()))?;
+    if info.is_partition_image() {
+        return Err(StepError::NotSupported(
+            "write_image with a partition image (image_type: partition)".into(),
+        ));
+    }
+    let settings = &call.ctx.settings;
+    let device = choose_device(devices, settings, in_ramdisk, call.node)?;
+    let options = download_options(settings, info)?;
+    let expected = expected_digest(info, state.md5_enabled, &options)?;
+    let drive = match &args.configdrive {
+        Some(drive) => Some(config_drive(drive, &options)?),
+        None => None,
+    };
+    let id = info.id.clone().unwrap_or_default();
+    let dev = device.path.display().to_string();
+    tracing::info!(image = %id, device = %dev, algorithm = expected.algorithm.name(), "writing image");
+
+    let disk = Arc::new(
+        DiskFile::open(&device.path).map_err(|e| write_failed(format!("opening {dev}: {e}")))?,
+    );
+    let task = format!("write_image {id} to {dev}");
+    let urls = info.urls.clone().unwrap_or_default();
+    let request = WriteRequest {
+        urls: &urls,
+        expected,
+        declared_format: info.disk_format(),
+        permitted_formats: &state.permitted_image_formats,
+        download: options,
+        known_zero: false,
+        meter: Some(Meter {
+            board: call.progress,
+            task: &task,
+        }),
+    };
+    let started = Instant::now();
+    let written = match pipeline::write_image(disk.clone(), &request) {
+        Ok(written) => written,
+        Err(e) => {
+            call.progress.finish(&task, "failed");
+            return Err(image_error(e));
+        }
+    };
+    let root_uuid = match finish_disk(&disk, drive.as_deref()) {
+        Ok(uuid) => uuid,
+        Err(e) => {
+            call.progress.finish(&task, "failed");
+            if let Err(wiped) = wipe(disk.as_ref()) {
+                tracing::error!(device = %dev, error = %wiped, "clearing the partition table after a failure");
+            }
+            return Err(write_failed(e.to_string()));
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    call.progress.finish(
+        &task,
+        &format!(
+            "{} MiB of {} written in {seconds:.1} s ({} MiB downloaded)",
+            written.image_bytes >> 20,
+            written.detected,
+            written.file_bytes >> 20
+        ),
+    );
+    call.ctx.update_state(|s| {
+        let mut uuids = serde_json::Map::new();
+        uuids.insert("root uuid".into(), Value::String(root_uuid.clone()));
+        s.partition_uuids = Some(uuids);
+        s.root_device = Some(device.path.clone());
+    });
+    let message = format!("image ({id}) written to device {dev} root_uuid={root_uuid}");
+    Ok(json!({ "result": format!("prepare_image: {message}") }))
+}
+
+#[cfg(test)]
+#[path = "step_tests.rs"]
+mod tests;
