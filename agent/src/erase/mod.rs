@@ -28,6 +28,7 @@ pub mod knobs;
 pub mod metadata;
 pub mod nvme;
 pub mod nvme_erase;
+mod nvme_pages;
 pub mod overwrite;
 pub mod plan;
 pub mod report;
