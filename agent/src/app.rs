@@ -105,11 +105,13 @@ async fn boot_configs(settings: &Settings) -> Vec<BootConfig> {
         .collect()
 }
 
-/// DHCP on every link, done as soon as an Ironic API URL accepts a TCP connection.
+/// DHCP on every link, done as soon as an Ironic API URL (or inspection callback URL)
+/// accepts a TCP connection.
 fn network_options(settings: &Settings) -> BringupOptions {
     let targets: Vec<(String, u16)> = settings
         .api_urls
         .iter()
+        .chain(&settings.inspection_callback_urls)
         .filter_map(|url| Some((url.host_str()?.to_owned(), url.port_or_known_default()?)))
         .collect();
     BringupOptions {
@@ -123,6 +125,7 @@ fn network_options(settings: &Settings) -> BringupOptions {
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.into_command() {
         Command::Interfaces => interfaces(),
+        Command::Inventory(args) => inventory(&args),
         Command::ShowConfig(sources) => show_config(&sources),
         Command::Run(sources) => return run_agent(&sources),
     };
@@ -133,6 +136,34 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::from(exit::FAILURE)
         }
     }
+}
+
+/// `rivet-agent inventory`: this machine's inventory as IPA reports it, as JSON; with
+/// `--timings`, how long each part took (stderr).
+fn inventory(args: &crate::cli::InventoryArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let sources = crate::inventory::HostSources::live(std::sync::Arc::new(
+        crate::disks::sysfs::SysfsBlockDevices::default(),
+    ));
+    let collected = crate::inventory::collect(
+        &sources,
+        &crate::inventory::InventoryOptions {
+            skip_bmc: args.skip_bmc,
+            ..Default::default()
+        },
+    );
+    let took = started.elapsed();
+    println!("{}", serde_json::to_string_pretty(&collected.inventory)?);
+    for error in &collected.errors {
+        eprintln!("rivet-agent: inventory: {error}");
+    }
+    if args.timings {
+        for (part, part_took) in &collected.timings {
+            eprintln!("{part:>12} {:>9.3} ms", part_took.as_secs_f64() * 1000.0);
+        }
+        eprintln!("{:>12} {:>9.3} ms", "total", took.as_secs_f64() * 1000.0);
+    }
+    Ok(())
 }
 
 /// `rivet-agent interfaces`: the NICs whose MACs lookup sends, as JSON.

@@ -34,6 +34,19 @@ pub enum Command {
     ShowConfig(SourceArgs),
     /// Print the network interfaces as the agent sees them.
     Interfaces,
+    /// Print this machine's hardware inventory (IPA's `inventory`), as JSON.
+    Inventory(InventoryArgs),
+}
+
+/// Options of `rivet-agent inventory`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct InventoryArgs {
+    /// Print how long each part took to stderr.
+    #[arg(long)]
+    pub timings: bool,
+    /// Do not ask the BMC (IPMI) for its addresses.
+    #[arg(long)]
+    pub skip_bmc: bool,
 }
 
 /// Where settings come from; see docs/configuration.md.

@@ -1,13 +1,14 @@
 //! State shared by the agent's parts for the life of one boot.
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rivet_protocol::lookup::LookupNode;
 use rivet_protocol::JsonObject;
 use tokio::sync::watch;
 
+use crate::lldp::LldpBoard;
 use crate::progress::{AbortSignal, ProgressBoard};
 use crate::settings::{Secret, Settings, TlsVersion};
 use crate::syslogs::LogAttachments;
@@ -55,6 +56,8 @@ pub struct AgentContext {
     pub abort: AbortSignal,
     /// What steps leave for `log.collect_system_logs`: the last erase reports.
     pub attachments: LogAttachments,
+    /// What LLDP heard on each link (inspection, `verify_wiring`).
+    pub lldp: Arc<LldpBoard>,
     /// When the agent started; `GET /v1/status` reports it as `started_at`.
     pub started_at: SystemTime,
     state: RwLock<RuntimeState>,
@@ -82,6 +85,7 @@ impl AgentContext {
             progress: ProgressBoard::default(),
             abort: AbortSignal::default(),
             attachments: LogAttachments::default(),
+            lldp: Arc::new(LldpBoard::default()),
             started_at: SystemTime::now(),
             state: RwLock::new(state),
             lifecycle,

@@ -1,6 +1,7 @@
 //! The boot-to-ready sequence in Ironic mode (spec "Boot-to-ready sequence"): wait for a NIC,
-//! look the node up, choose the callback address and TLS, serve the command API and heartbeat
-//! until told to stop.
+//! start listening for LLDP, inspect when asked to, look the node up (with the UUID inspection
+//! returned), choose the callback address and TLS, serve the command API and heartbeat until
+//! told to stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +13,21 @@ use tokio::sync::watch;
 use crate::api::{self, ServeOptions};
 use crate::commands::CommandRunner;
 use crate::context::{AgentContext, Lifecycle};
+use crate::disks::sysfs::SysfsBlockDevices;
+use crate::inspection::{self, InspectionEnv, PostPolicy};
+use crate::inventory::{HostSources, InventoryOptions};
 use crate::ironic::advertise::{callback_url, find_advertise_host};
 use crate::ironic::client::IronicClient;
 use crate::ironic::heartbeat::run_heartbeater;
 use crate::ironic::lookup::{apply_lookup, lookup_node, LookupPolicy};
+use crate::lldp::KernelLinks;
 use crate::logbuf::LogBuffer;
 use crate::net::interfaces::{list_interfaces, lookup_addresses, NetInfo, SysfsNetInfo};
 use crate::pace::Pacer;
 use crate::power::SystemPower;
 use crate::settings::{Protocol, Settings};
-use crate::steps::HardwareManagers;
+use crate::steps::{listen_options, HardwareManagers};
+use crate::syslogs::LogSources;
 use crate::tls;
 
 /// How long to wait for a NIC with a MAC address, and how often to look (spec step 4).
@@ -44,13 +50,11 @@ pub async fn run(
     logs: LogBuffer,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunOutcome> {
-    if settings.api_urls.is_empty() {
-        bail!("no Ironic API URL is configured (ipa-api-url): Ironic mode has nobody to report to");
-    }
-    if !settings.inspection_callback_urls.is_empty() {
-        tracing::warn!(
-            "inspection (ipa-inspection-callback-url) is not supported by this build; \
-             continuing with lookup"
+    let inspecting = inspection::is_enabled(&settings);
+    if settings.api_urls.is_empty() && !inspecting {
+        bail!(
+            "no Ironic API URL (ipa-api-url) and no inspection callback \
+             (ipa-inspection-callback-url) is configured: Ironic mode has nobody to report to"
         );
     }
     let ctx = Arc::new(AgentContext::new(settings));
@@ -64,12 +68,34 @@ pub async fn run(
         tokio::time::sleep(ctx.settings.hardware_initialization_delay).await;
     }
     let macs = wait_for_macs(&net).await;
+    // Whatever way run() ends, a listening session must not keep the process alive.
+    let _stop_lldp = StopLldpOnDrop(ctx.lldp.clone());
+    if ctx.settings.lldp_listen {
+        start_lldp(&ctx, &net);
+    }
+    let managers = HardwareManagers::builtin(&ctx.settings, ctx.lldp.clone());
 
-    let client =
-        Arc::new(IronicClient::new(&ctx.settings).context("setting up the Ironic API client")?);
+    let client = Arc::new(
+        IronicClient::for_inspection(&ctx.settings).context("setting up the Ironic API client")?,
+    );
+    let mut node_uuid = None;
+    if inspecting {
+        tokio::select! {
+            uuid = inspect(&ctx, &client, &managers, &logs, &pacer) => node_uuid = uuid,
+            _ = shutdown_requested(&mut shutdown) => return Ok(RunOutcome::Interrupted),
+        }
+    }
+    if ctx.settings.api_urls.is_empty() {
+        tracing::info!(
+            "inspection is done and no Ironic API URL (ipa-api-url) is configured: \
+             nothing more to do until the agent is stopped"
+        );
+        shutdown_requested(&mut shutdown).await;
+        return Ok(RunOutcome::Interrupted);
+    }
     let policy = LookupPolicy::from_settings(&ctx.settings);
     let answer = tokio::select! {
-        answer = lookup_node(&client, &macs, None, policy, &pacer) => answer.context("looking up this node in Ironic")?,
+        answer = lookup_node(&client, &macs, node_uuid.as_deref(), policy, &pacer) => answer.context("looking up this node in Ironic")?,
         _ = shutdown_requested(&mut shutdown) => return Ok(RunOutcome::Interrupted),
     };
     let outcome = apply_lookup(&ctx, &answer);
@@ -93,7 +119,9 @@ pub async fn run(
     };
     let callback = callback_url(protocol, &advertise, ctx.settings.advertise_port);
 
-    let managers = HardwareManagers::builtin(&ctx.settings);
+    if ctx.state().inventory.is_none() {
+        cache_inventory(&ctx);
+    }
     let power = Arc::new(SystemPower::new(ctx.clone()));
     let runner = Arc::new(CommandRunner::new(ctx.clone(), managers, power, logs));
     let commands_done = runner.async_done();
@@ -138,6 +166,130 @@ pub async fn run(
     heartbeater.await.context("stopping the heartbeater")?;
     tracing::info!(?outcome, "the agent stopped serving");
     Ok(outcome)
+}
+
+/// Cancels the LLDP session when dropped.
+struct StopLldpOnDrop(Arc<crate::lldp::LldpBoard>);
+
+impl Drop for StopLldpOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Listens for LLDP on every interface, on a blocking thread, from now on (design step 5);
+/// inspection and `verify_wiring` read the results from `ctx.lldp`.
+fn start_lldp(ctx: &Arc<AgentContext>, net: &dyn NetInfo) {
+    let links: Vec<String> = match list_interfaces(net) {
+        Ok(list) => list.into_iter().map(|i| i.name).collect(),
+        Err(err) => {
+            tracing::warn!("not listening for LLDP: listing interfaces: {err}");
+            return;
+        }
+    };
+    let board = ctx.lldp.clone();
+    let options = listen_options(&ctx.settings);
+    tokio::task::spawn_blocking(move || {
+        crate::lldp::listen(&links, &options, &board, &KernelLinks);
+    });
+}
+
+/// This machine's inventory sources.
+fn host_sources(ctx: &AgentContext) -> HostSources {
+    HostSources::live(Arc::new(SysfsBlockDevices::from_settings(&ctx.settings)))
+}
+
+/// Inspection (spec §7): collect, post with IPA's retries, adopt a 1.84 answer's token.
+/// Returns the node UUID; a failure is logged and lookup goes on without one, as in IPA.
+async fn inspect(
+    ctx: &Arc<AgentContext>,
+    client: &IronicClient,
+    managers: &HardwareManagers,
+    logs: &LogBuffer,
+    pacer: &Pacer,
+) -> Option<String> {
+    let env = InspectionEnv {
+        settings: ctx.settings.clone(),
+        host: host_sources(ctx),
+        lldp: ctx.lldp.clone(),
+        links: Arc::new(KernelLinks),
+        listen: listen_options(&ctx.settings),
+        log_sources: LogSources::system(),
+        agent_log: logs.clone(),
+        managers: managers
+            .versions()
+            .into_iter()
+            .map(|(name, version)| rivet_protocol::inspection::ManagerInfo { name, version })
+            .collect(),
+    };
+    tracing::info!(
+        collectors = ?inspection::collector_names(&ctx.settings),
+        "inspection is enabled"
+    );
+    let collected = match tokio::task::spawn_blocking(move || inspection::collect(&env)).await {
+        Ok(collected) => collected,
+        Err(err) => {
+            tracing::error!("inspection: collecting failed: {err}");
+            return None;
+        }
+    };
+    tracing::info!(took = ?collected.took, "inspection data collected");
+    if let Some(error) = &collected.request.error {
+        tracing::warn!("inspection collectors reported: {error}");
+    }
+    let inventory = inspection::inventory_json(&collected.request.inventory);
+    ctx.update_state(|state| state.inventory = inventory);
+    let urls = inspection::callback_urls(&ctx.settings);
+    let answer = match inspection::post_inspection(
+        client,
+        &urls,
+        &collected.request,
+        ctx.settings.inspection_api_version,
+        PostPolicy::default(),
+        pacer,
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        Err(err) => {
+            tracing::error!("inspection failed, looking up without a node UUID: {err}");
+            return None;
+        }
+    };
+    if let Some(lookup) = answer.lookup() {
+        let outcome = apply_lookup(ctx, lookup);
+        tracing::info!(node = %lookup.node.uuid, "inspection answered like lookup: {outcome}");
+    }
+    tracing::info!(node = %answer.node_uuid(), "inspection finished");
+    Some(answer.node_uuid().to_string())
+}
+
+/// Collects the inventory for `log.collect_system_logs` in the background (BMC skipped when
+/// lookup said so).
+fn cache_inventory(ctx: &Arc<AgentContext>) {
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        let skip_bmc = ctx
+            .state()
+            .node
+            .as_ref()
+            .and_then(|node| node.extra.get("skip_bmc_detect"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let collected = crate::inventory::collect(
+            &host_sources(&ctx),
+            &InventoryOptions {
+                skip_bmc,
+                bootif: ctx.settings.bootif.clone(),
+                interface_lldp: None,
+            },
+        );
+        for error in &collected.errors {
+            tracing::warn!("inventory: {error}");
+        }
+        let inventory = inspection::inventory_json(&collected.inventory);
+        ctx.update_state(|state| state.inventory = inventory);
+    });
 }
 
 /// Resolves when `shutdown` turns true; a dropped sender means "never", not "now".

@@ -95,8 +95,16 @@ pub struct Settings {
     pub inspection_dhcp_all_interfaces: bool,
     /// `ipa-collect-lldp` (false).
     pub collect_lldp: bool,
-    /// `ipa-lldp-timeout` (30 s).
+    /// `ipa-lldp-timeout`: bound of an LLDP session (rivet: 35 s; IPA: 30 s).
     pub lldp_timeout: Duration,
+    /// rivet: listen for LLDP on every link from start-up (true).
+    pub lldp_listen: bool,
+    /// rivet: send our own LLDPDU on links with carrier (false).
+    pub lldp_transmit: bool,
+    /// rivet: expected cabling as JSON (`verify_wiring`'s `expected`), checked at inspection.
+    pub expected_wiring: Option<String>,
+    /// rivet: microversion of `continue_inspection`; `None` sends no header (as IPA).
+    pub inspection_api_version: Option<MicroVersion>,
     /// `ipa-insecure` / `insecure`: skip TLS verification of outgoing calls.
     pub insecure: bool,
     /// `cafile`: CA bundle for outgoing calls (Ironic injects it via `ironic-tls.conf`).
@@ -214,7 +222,11 @@ impl Default for Settings {
             inspection_dhcp_wait_timeout: Duration::from_secs(60),
             inspection_dhcp_all_interfaces: false,
             collect_lldp: false,
-            lldp_timeout: Duration::from_secs(30),
+            lldp_timeout: Duration::from_secs(35),
+            lldp_listen: true,
+            lldp_transmit: false,
+            expected_wiring: None,
+            inspection_api_version: None,
             insecure: false,
             cafile: None,
             certfile: None,

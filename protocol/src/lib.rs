@@ -15,6 +15,7 @@ pub mod inspection;
 pub mod inventory;
 pub mod lookup;
 pub mod network_data;
+pub mod report;
 mod serde_util;
 pub mod steps;
 pub mod version;

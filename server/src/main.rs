@@ -1,6 +1,5 @@
-//! Placeholder until its issue lands: says so and exits non-zero, so nothing mistakes it
-//! for a working tool.
-fn main() {
-    eprintln!("rivet-server: not built yet in this version of rivet (see the open issues)");
-    std::process::exit(2);
+//! `rivet-server`: see `rivet_server::cli` for the commands.
+
+fn main() -> std::process::ExitCode {
+    rivet_server::cli::main()
 }

@@ -47,13 +47,23 @@ impl Lab {
     /// [`RealIronic::url_in`] the namespace, then creates the namespace (one tap) and starts
     /// dnsmasq in it.
     pub fn create() -> Result<Lab> {
+        Self::create_with_args("")
+    }
+
+    /// Like [`Lab::create`], with `extra` appended to the image's kernel command line
+    /// (`{api}` in it stands for the namespace's Ironic URL).
+    pub fn create_with_args(extra: &str) -> Result<Lab> {
         let config = TestNetConfig::default();
         let api_url = format!(
             "http://{}:{}",
             config.bridge_address,
             crate::ironic::NAMESPACE_API_PORT
         );
-        let image = boot_image(&kernel_args(&api_url)).context("building the boot image")?;
+        let mut args = kernel_args(&api_url);
+        if !extra.is_empty() {
+            args = format!("{args} {}", extra.replace("{api}", &api_url));
+        }
+        let image = boot_image(&args).context("building the boot image")?;
         let net = TestNet::create(config)?;
         ensure!(
             RealIronic::url_in(&net) == api_url,

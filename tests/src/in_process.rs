@@ -16,7 +16,9 @@ use rivet_agent::ironic::lookup::{apply_lookup, ApplyOutcome};
 use rivet_agent::logbuf::LogBuffer;
 use rivet_agent::power::FakePower;
 use rivet_agent::settings::{Settings, TlsVersion};
-use rivet_agent::steps::{GenericHardwareManager, HardwareManagers, RivetHardwareManager};
+use rivet_agent::steps::{
+    GenericHardwareManager, HardwareManagers, RivetHardwareManager, WiringSources,
+};
 use rivet_agent::syslogs::{FakeAddresses, FakeKernelLog, InterfaceAddress, LogSources};
 use rivet_agent::tls;
 use rivet_protocol::lookup::LookupResponse;
@@ -105,7 +107,10 @@ impl InProcessAgent {
                     .with_block_devices(Arc::new(NoBlockDevices))
                     .with_erase_host(Arc::new(erase_host)),
             ),
-            Arc::new(RivetHardwareManager::new()),
+            Arc::new(RivetHardwareManager::new(WiringSources::live(
+                &ctx.settings,
+                ctx.lldp.clone(),
+            ))),
         ]);
         let runner = Arc::new(CommandRunner::with_host(
             ctx.clone(),

@@ -70,9 +70,16 @@ impl RealIronic {
     /// answers and the conductor serves `fake-hardware`. A missing venv is an error that says
     /// to run `ci/setup`.
     pub async fn start() -> Result<RealIronic> {
+        RealIronic::start_with(&[]).await
+    }
+
+    /// Like [`RealIronic::start`], with extra options set in the configuration: each
+    /// `(section, key, value)` is added at the top of its section (for example
+    /// `("deploy", "fast_track", "true")`).
+    pub async fn start_with(options: &[(&str, &str, &str)]) -> Result<RealIronic> {
         let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let port = free_loopback_port()?;
-        Self::launch(host, port, Command::new).await
+        Self::launch(host, port, Command::new, options).await
     }
 
     /// Ironic inside `net`, listening on its bridge address at [`NAMESPACE_API_PORT`]
@@ -82,7 +89,13 @@ impl RealIronic {
     pub async fn start_in(net: &TestNet) -> Result<RealIronic> {
         ensure_in_namespace(net)?;
         let host = IpAddr::V4(net.bridge_address());
-        Self::launch(host, NAMESPACE_API_PORT, |program| net.command(program)).await
+        Self::launch(
+            host,
+            NAMESPACE_API_PORT,
+            |program| net.command(program),
+            &[],
+        )
+        .await
     }
 
     /// The URL [`Self::start_in`] gives Ironic in `net`, known before it starts (boot media
@@ -95,6 +108,7 @@ impl RealIronic {
         host: IpAddr,
         port: u16,
         command: impl FnOnce(PathBuf) -> Command,
+        options: &[(&str, &str, &str)],
     ) -> Result<RealIronic> {
         let venv = ironic_venv()?;
         let state = tempfile::Builder::new()
@@ -107,11 +121,11 @@ impl RealIronic {
             std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let config = state_dir.join("ironic.conf");
-        std::fs::write(
-            &config,
-            render_config(&state_dir, host, port, HEARTBEAT_TIMEOUT_SECS)?,
-        )
-        .with_context(|| format!("writing {}", config.display()))?;
+        let text = with_options(
+            &render_config(&state_dir, host, port, HEARTBEAT_TIMEOUT_SECS)?,
+            options,
+        );
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
 
         create_schema(&venv, &config, &state_dir.join("dbsync.log"))?;
 
@@ -302,6 +316,34 @@ impl RealIronic {
 
     pub async fn manage(&self, uuid: &str) -> Result<()> {
         self.set_provision_state(uuid, &json!({"target": "manage"}))
+            .await
+    }
+
+    /// In-band inspection (`manageable` -> `inspecting` -> `inspect wait`).
+    pub async fn inspect(&self, uuid: &str) -> Result<()> {
+        self.set_provision_state(uuid, &json!({"target": "inspect"}))
+            .await
+    }
+
+    /// The node's ports' MAC addresses, sorted.
+    pub async fn port_addresses(&self, uuid: &str) -> Result<Vec<String>> {
+        let ports = self
+            .call(Method::GET, &format!("/v1/nodes/{uuid}/ports"), None)
+            .await?;
+        let mut addresses: Vec<String> = ports["ports"]
+            .as_array()
+            .with_context(|| format!("no port list: {ports}"))?
+            .iter()
+            .filter_map(|p| p["address"].as_str().map(str::to_owned))
+            .collect();
+        addresses.sort();
+        Ok(addresses)
+    }
+
+    /// `GET /v1/nodes/<uuid>/inventory`: `{"inventory": ..., "plugin_data": ...}` as stored
+    /// by inspection.
+    pub async fn inventory(&self, uuid: &str) -> Result<Value> {
+        self.call(Method::GET, &format!("/v1/nodes/{uuid}/inventory"), None)
             .await
     }
 
@@ -523,6 +565,21 @@ pub fn render_config(
     Ok(text)
 }
 
+/// `text` (an ini file) with each `(section, key, value)` added right after its section's
+/// header, or in a new section at the end.
+pub fn with_options(text: &str, options: &[(&str, &str, &str)]) -> String {
+    let mut text = text.to_string();
+    for (section, key, value) in options {
+        let header = format!("[{section}]\n");
+        let line = format!("{key} = {value}\n");
+        match text.find(&header) {
+            Some(at) => text.insert_str(at + header.len(), &line),
+            None => text.push_str(&format!("\n{header}{line}")),
+        }
+    }
+    text
+}
+
 fn create_schema(venv: &Path, config: &Path, log: &Path) -> Result<()> {
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out
@@ -576,6 +633,15 @@ mod tests {
         assert!(text.contains("endpoint_override = http://127.0.0.1:6385"));
         assert!(text.contains("ramdisk_heartbeat_timeout = 10"));
         assert!(!text.contains('@'), "placeholder left in:\n{text}");
+    }
+
+    #[test]
+    fn options_go_into_their_sections() {
+        let text = "[api]\nport = 1\n\n[deploy]\nhttp_root = /x\n";
+        assert_eq!(
+            with_options(text, &[("deploy", "fast_track", "true"), ("new", "a", "b")]),
+            "[api]\nport = 1\n\n[deploy]\nfast_track = true\nhttp_root = /x\n\n[new]\na = b\n"
+        );
     }
 
     #[test]

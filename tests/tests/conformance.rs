@@ -34,7 +34,7 @@ const NOT_YET_IMPLEMENTED: &[&str] = &[];
 const NO_DISK: &[(&str, &str)] = &[("write_image", "DeviceNotFound")];
 
 /// rivet's own steps, which the recorded (IPA-shaped) agent did not advertise.
-const RIVET_STEPS: &[&str] = &["sleep"];
+const RIVET_STEPS: &[&str] = &["sleep", "verify_wiring"];
 
 /// IPA's reply to a missing or wrong token, as the conductor recorded it (faults.jsonl,
 /// `reject-token`).

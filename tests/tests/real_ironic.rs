@@ -147,6 +147,180 @@ async fn manual_clean(
     Ok(())
 }
 
+/// Bound for inspection: collection, the POST to continue_inspection and Ironic's hooks.
+const INSPECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// A port the node has before inspection that the agent does not report: the `ports` hook
+/// (`keep_ports = present`) must delete it.
+const STALE_MAC: &str = "52:54:00:de:ad:01";
+
+/// In-band inspection by Ironic's `agent` inspect interface: the node waits in
+/// `inspect wait`, the agent (a normal process on this host) posts its inventory to
+/// `/v1/continue_inspection`, Ironic's hooks set `cpu_arch`, `memory_mb` and the ports, and
+/// the node ends `manageable`; the agent then looks the node up by the UUID Ironic returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_inspection_against_real_ironic() {
+    let binary = or_panic(agent_binary());
+    let interfaces = or_panic(agent_interfaces(&binary));
+    let mut macs: Vec<String> = interfaces.iter().map(|i| i.mac_address.clone()).collect();
+    macs.sort();
+    assert!(
+        !macs.is_empty(),
+        "`rivet-agent interfaces` reported no interface with a MAC; inspection needs one"
+    );
+    let ironic = or_panic(RealIronic::start().await);
+    or_panic(inspection(&ironic, &binary, &macs).await);
+}
+
+async fn inspection(ironic: &RealIronic, binary: &std::path::Path, macs: &[String]) -> Result<()> {
+    let node = ironic.create_node("rivet-real-inspect").await?;
+    let uuid = node["uuid"]
+        .as_str()
+        .context("created node has no uuid")?
+        .to_owned();
+    // Ironic finds the node by a port's MAC; it has no BMC address to match.
+    ironic.create_port(&uuid, &macs[0]).await?;
+    ironic.create_port(&uuid, STALE_MAC).await?;
+    ironic.manage(&uuid).await?;
+    ironic
+        .wait_for_provision_state(&uuid, "manageable", TRANSITION_TIMEOUT)
+        .await?;
+    ironic.inspect(&uuid).await?;
+    ironic
+        .wait_for_provision_state(&uuid, "inspect wait", TRANSITION_TIMEOUT)
+        .await?;
+
+    let agent_dir = tempfile::Builder::new()
+        .prefix("rivet-agent-")
+        .tempdir()
+        .context("creating the agent's directory")?;
+    let agent_port = free_loopback_port()?;
+    let settings = [
+        (
+            "ipa-inspection-callback-url",
+            format!("{}/v1/continue_inspection", ironic.url()),
+        ),
+        // As with fast-track: after inspection the agent looks the node up by its UUID.
+        ("ipa-api-url", ironic.url().to_owned()),
+        // This host has no SMBIOS tables, so no dmi-decode; no LLDP on its NIC.
+        (
+            "ipa-inspection-collectors",
+            "default,logs,pci-devices,numa-topology".to_owned(),
+        ),
+        ("rivet-lldp", "0".to_owned()),
+        ("ipa-listen-host", "127.0.0.1".to_owned()),
+        ("ipa-listen-port", agent_port.to_string()),
+        ("ipa-advertise-host", "127.0.0.1".to_owned()),
+        ("ipa-advertise-port", agent_port.to_string()),
+        (
+            "rivet-run-dir",
+            agent_dir.path().join("run").display().to_string(),
+        ),
+        ("ipa-insecure", "1".to_owned()),
+    ];
+    let agent_log = agent_dir.path().join("agent.log");
+    let mut agent = spawn_agent(binary, &settings, &agent_log)?;
+    let done = ironic
+        .watch_node(&uuid, INSPECTION_TIMEOUT, "the end of inspection", |node| {
+            agent.ensure_running()?;
+            match node["provision_state"].as_str() {
+                Some("manageable") => Ok(Some(node.clone())),
+                Some("inspect failed") => {
+                    anyhow::bail!("inspection failed: {}", node_summary(node))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    ensure!(
+        done["last_error"].is_null(),
+        "inspection ended with an error: {}",
+        node_summary(&done)
+    );
+    let properties = &done["properties"];
+    ensure!(
+        properties["cpu_arch"] == std::env::consts::ARCH,
+        "cpu_arch is {}, expected {}: {properties}",
+        properties["cpu_arch"],
+        std::env::consts::ARCH
+    );
+    ensure!(
+        properties["memory_mb"].as_u64().is_some_and(|mb| mb > 0),
+        "the memory hook set no memory_mb: {properties}"
+    );
+    let ports = ironic.port_addresses(&uuid).await?;
+    ensure!(
+        ports == macs,
+        "the node's ports are {ports:?}, expected exactly the agent's MACs {macs:?}"
+    );
+
+    let stored = ironic.inventory(&uuid).await?;
+    let inventory = &stored["inventory"];
+    let reported: Vec<&str> = inventory["interfaces"]
+        .as_array()
+        .context("stored inventory has no interfaces")?
+        .iter()
+        .filter_map(|i| i["mac_address"].as_str())
+        .collect();
+    ensure!(
+        macs.iter().all(|m| reported.contains(&m.as_str())),
+        "stored interfaces {reported:?} lack some of {macs:?}"
+    );
+    for key in [
+        "cpu",
+        "memory",
+        "disks",
+        "system_vendor",
+        "boot",
+        "hostname",
+    ] {
+        ensure!(
+            inventory.get(key).is_some(),
+            "stored inventory has no {key}"
+        );
+    }
+    let plugin_data = &stored["plugin_data"];
+    ensure!(
+        plugin_data["pci_devices"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "plugin data has no pci_devices: {}",
+        plugin_data.get("pci_devices").unwrap_or(&Value::Null)
+    );
+    ensure!(
+        plugin_data["configuration"]["collectors"]
+            == json!(["default", "logs", "pci-devices", "numa-topology"]),
+        "configuration: {}",
+        plugin_data["configuration"]
+    );
+
+    // Then lookup by the UUID inspection returned (404 here: the node is manageable again
+    // and fast-track is off, so the agent keeps retrying).
+    let lookup = format!("node_uuid={uuid}");
+    let deadline = std::time::Instant::now() + TRANSITION_TIMEOUT;
+    loop {
+        agent.ensure_running()?;
+        let log = ironic.log_text()?;
+        if log
+            .lines()
+            .any(|l| l.contains("/v1/lookup") && l.contains(&lookup))
+        {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the agent never looked up with {lookup}; agent log:\n{}",
+            std::fs::read_to_string(&agent_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(&agent_log).context("reading the agent log")?;
+    ensure!(
+        log.contains("inspection finished"),
+        "the agent never logged the end of inspection:\n{log}"
+    );
+    Ok(())
+}
+
 /// The harness on its own, without the agent: Ironic starts with the test configuration, a
 /// node reaches `manageable` and `clean wait`, lookup at 1.62 hands out a 43-character token
 /// once, an http callback is refused because TLS is required, and an https heartbeat is

@@ -1,4 +1,5 @@
-//! The agent's client of the Ironic API: version discovery, lookup and heartbeat (spec §1, §2).
+//! The agent's client of the Ironic API: version discovery, lookup, heartbeat and
+//! inspection's `continue_inspection` (spec §1, §2, §7.4).
 //!
 //! Requests go to the first API URL; on a connection error or timeout the next one is tried,
 //! and the URL that answered moves to the front (spec §1.2). Every request carries
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use rivet_protocol::heartbeat::HeartbeatRequest;
+use rivet_protocol::inspection::InspectionResponse;
 use rivet_protocol::lookup::LookupResponse;
 use rivet_protocol::version::{microversions, ApiRoot, MicroVersion};
 use serde_json::Value;
@@ -80,6 +82,17 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// IPA retries inspection posts on connection errors, 5xx and 409 (spec §7.4).
+    pub fn is_retryable_for_inspection(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Status { status, .. } => {
+                status.is_server_error() || *status == StatusCode::CONFLICT
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A client of one Ironic deployment (one or more API URLs).
@@ -99,6 +112,23 @@ impl IronicClient {
         if settings.api_urls.is_empty() {
             return Err(ClientError::NoApiUrl);
         }
+        let http = build_client(
+            &HttpTls::from_settings(settings),
+            settings.http_request_timeout,
+        )?;
+        Ok(IronicClient {
+            http,
+            urls: Mutex::new(settings.api_urls.clone()),
+            request_id: settings.global_request_id.clone(),
+            pinned_version: settings.ironic_api_version,
+            discovered_version: Mutex::new(None),
+            conflict_pauses: Mutex::new(0),
+        })
+    }
+
+    /// A client that may have no API URL: for inspection, which posts to the callback URLs
+    /// (`ipa-inspection-callback-url`) and may run without `ipa-api-url`.
+    pub fn for_inspection(settings: &Settings) -> Result<Self, ClientError> {
         let http = build_client(
             &HttpTls::from_settings(settings),
             settings.http_request_timeout,
@@ -226,6 +256,65 @@ impl IronicClient {
             status,
             message: error_message(&body),
         })
+    }
+
+    /// One attempt of `POST <callback>` with the inspection data, as IPA makes it: JSON,
+    /// no microversion header (Ironic then answers `{"uuid"}`) unless `version` is given
+    /// (1.84 and later answer like lookup, with a token). `urls` are tried in order while
+    /// the connection fails. Success is any status below 400; the caller retries
+    /// [`ClientError::is_retryable_for_inspection`] errors.
+    pub async fn continue_inspection(
+        &self,
+        urls: &[Url],
+        body: &[u8],
+        version: Option<MicroVersion>,
+    ) -> Result<InspectionResponse, ClientError> {
+        let method = Method::POST;
+        let mut last_error = ClientError::NoApiUrl;
+        for url in urls {
+            let url = url.to_string();
+            let mut request = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::ACCEPT, "application/json")
+                .body(body.to_vec());
+            if let Some(version) = version {
+                request = request.header(API_VERSION_HEADER, version.to_string());
+            }
+            if let Some(request_id) = &self.request_id {
+                request = request.header(REQUEST_ID_HEADER, request_id);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(err) => {
+                    let detail = error_chain(&err);
+                    tracing::warn!("{method} {url}: {detail}; trying the next callback URL");
+                    last_error = ClientError::Transport {
+                        method: method.clone(),
+                        url,
+                        detail,
+                    };
+                    continue;
+                }
+            };
+            let status = response.status();
+            let answer = read_body(&method, &url, response).await?;
+            if status.as_u16() >= 400 {
+                return Err(ClientError::Status {
+                    method,
+                    url,
+                    status,
+                    message: error_message(&answer),
+                });
+            }
+            return serde_json::from_slice(&answer).map_err(|err| ClientError::InvalidResponse {
+                method,
+                url,
+                reason: format!("unexpected inspection answer: {err}"),
+            });
+        }
+        Err(last_error)
     }
 
     /// How long to pause after a 409 from lookup: 5 s, 10 s, then 30 s; never reset.

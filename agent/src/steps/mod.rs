@@ -20,7 +20,7 @@ use crate::progress::ProgressBoard;
 use crate::settings::Settings;
 
 pub use generic::GenericHardwareManager;
-pub use rivet::RivetHardwareManager;
+pub use rivet::{listen_options, RivetHardwareManager, WiringSources};
 
 /// How well a manager supports this machine (IPA's `evaluate_hardware_support()`). Larger is
 /// more specific; managers reporting [`HardwareSupport::NONE`] are dropped.
@@ -125,11 +125,14 @@ impl HardwareManagers {
         HardwareManagers { managers }
     }
 
-    /// The managers built into rivet-agent: generic, then rivet's own.
-    pub fn builtin(settings: &Settings) -> Self {
+    /// The managers built into rivet-agent: generic, then rivet's own (whose
+    /// `verify_wiring` reads LLDP results from `lldp`).
+    pub fn builtin(settings: &Settings, lldp: Arc<crate::lldp::LldpBoard>) -> Self {
         HardwareManagers::new(vec![
             Arc::new(GenericHardwareManager::new(settings)),
-            Arc::new(RivetHardwareManager::new()),
+            Arc::new(RivetHardwareManager::new(WiringSources::live(
+                settings, lldp,
+            ))),
         ])
     }
 

@@ -5,6 +5,7 @@ use rivet_protocol::JsonObject;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::lldp::LldpBoard;
 
 /// A manager with fixed steps that records nothing and answers `step` with its own name.
 struct TestManager {
@@ -84,7 +85,8 @@ fn without_argsinfo(steps: &[Step]) -> Vec<Value> {
 
 #[test]
 fn generic_clean_and_deploy_steps_match_the_recordings() {
-    let managers = HardwareManagers::builtin(&crate::settings::Settings::default());
+    let managers =
+        HardwareManagers::builtin(&crate::settings::Settings::default(), Default::default());
     for (file, step_type) in [
         ("manual-clean.jsonl", StepType::Clean),
         ("deploy-whole-disk.jsonl", StepType::Deploy),
@@ -140,7 +142,8 @@ fn inject_files_priority_comes_from_settings() {
         inject_files_priority: 42,
         ..Default::default()
     };
-    let result = HardwareManagers::builtin(&settings).get_steps(StepType::Deploy);
+    let result =
+        HardwareManagers::builtin(&settings, Default::default()).get_steps(StepType::Deploy);
     let inject = result.steps["GenericHardwareManager"]
         .iter()
         .find(|s| s.step == "inject_files")
@@ -149,8 +152,9 @@ fn inject_files_priority_comes_from_settings() {
 }
 
 #[test]
-fn builtin_versions_and_rivet_sleep_step() {
-    let managers = HardwareManagers::builtin(&crate::settings::Settings::default());
+fn builtin_versions_and_rivet_steps() {
+    let managers =
+        HardwareManagers::builtin(&crate::settings::Settings::default(), Default::default());
     assert_eq!(
         serde_json::to_value(managers.versions()).expect("json"),
         json!({"generic_hardware_manager": "1.2", "rivet_hardware_manager": "1.0"})
@@ -158,11 +162,15 @@ fn builtin_versions_and_rivet_sleep_step() {
     for step_type in StepType::ALL {
         let result = managers.get_steps(step_type);
         let rivet = &result.steps["RivetHardwareManager"];
-        assert_eq!(rivet.len(), 1);
+        assert_eq!(rivet.len(), 2);
         assert_eq!(rivet[0].step, "sleep");
-        assert_eq!(rivet[0].interface, "deploy");
-        assert_eq!(rivet[0].priority, 0);
         assert!(rivet[0].argsinfo.as_ref().expect("argsinfo")["seconds"].required);
+        assert_eq!(rivet[1].step, "verify_wiring");
+        assert!(rivet[1].argsinfo.as_ref().expect("argsinfo")["expected"].required);
+        for step in rivet {
+            assert_eq!(step.interface, "deploy");
+            assert_eq!(step.priority, 0);
+        }
     }
 }
 
@@ -226,7 +234,8 @@ fn dispatch_uses_the_most_specific_manager_that_handles_the_step() {
 
 #[test]
 fn generic_steps_fail_clearly_instead_of_pretending() {
-    let managers = HardwareManagers::builtin(&crate::settings::Settings::default());
+    let managers =
+        HardwareManagers::builtin(&crate::settings::Settings::default(), Default::default());
     // The erase steps are implemented (erase/tests/mod.rs runs them on fakes).
     for name in [
         "erase_pstore",
@@ -253,7 +262,7 @@ fn generic_steps_fail_clearly_instead_of_pretending() {
 
 #[test]
 fn sleep_step_validates_seconds() {
-    let rivet = RivetHardwareManager::new();
+    let rivet = RivetHardwareManager::new(wiring_sources(LldpBoard::default()));
     let run = |args: Value| {
         let args = args.as_object().cloned().expect("object");
         with_call(&args, |call| rivet.execute("sleep", call))
@@ -275,6 +284,99 @@ fn sleep_step_validates_seconds() {
             }
             other => panic!("{bad}: {other:?}"),
         }
+    }
+}
+
+/// NICs from the sysfs-net fixture (eth0 52:54:00:aa:bb:01, eth1 52:54:00:12:34:57, ...);
+/// a session the step starts itself ends at once without hearing anything.
+fn wiring_sources(board: LldpBoard) -> WiringSources {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sysfs-net");
+    let mut net = crate::net::interfaces::FakeNetInfo::new(root);
+    net.permanent_macs
+        .insert("eth0".into(), vec![0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01]);
+    WiringSources {
+        board: Arc::new(board),
+        net: Arc::new(net),
+        links: Arc::new(crate::lldp::KernelLinks),
+        listen: crate::lldp::ListenOptions {
+            timeout: std::time::Duration::ZERO,
+            end_early: true,
+            transmit_as: None,
+        },
+    }
+}
+
+/// The switch `leaf-1` heard on eth0, port Ethernet7.
+fn board_with_eth0_on_leaf1() -> LldpBoard {
+    use crate::lldp::frame::{Frame, Tlv};
+    let board = LldpBoard::default();
+    let tlvs = vec![
+        Tlv::new(1, vec![4, 0, 0x1c, 0x73, 1, 2, 3]),
+        Tlv::new(2, b"\x05Ethernet7".to_vec()),
+        Tlv::new(3, vec![0, 120]),
+        Tlv::new(5, b"leaf-1".to_vec()),
+    ];
+    let frame = Frame {
+        source: [0, 0x1c, 0x73, 1, 2, 3],
+        tlvs,
+    };
+    assert!(board.record_session(
+        &["eth0".into(), "eth1".into()],
+        vec![("eth0".into(), frame)]
+    ));
+    board
+}
+
+#[test]
+fn verify_wiring_passes_with_the_report() {
+    let rivet = RivetHardwareManager::new(wiring_sources(board_with_eth0_on_leaf1()));
+    let args = json!({"expected": [
+        {"mac": "52:54:00:AA:BB:01", "switch_system_name": "leaf-1", "port_id": "Ethernet7"}
+    ]});
+    let report = with_call(args.as_object().expect("object"), |call| {
+        rivet.execute("verify_wiring", call)
+    })
+    .expect("the wiring is as expected");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["links"][0]["interface"], "eth0");
+    assert_eq!(report["links"][0]["status"], "ok");
+}
+
+#[test]
+fn verify_wiring_fails_with_the_difference() {
+    let rivet = RivetHardwareManager::new(wiring_sources(board_with_eth0_on_leaf1()));
+    let args = json!({"expected": [
+        {"interface": "eth0", "switch_system_name": "leaf-1", "port_id": "Ethernet8"},
+        {"interface": "eth1", "switch_chassis_id": "00:1c:73:01:02:03", "port_id": "Ethernet9"},
+    ]});
+    let error = with_call(args.as_object().expect("object"), |call| {
+        rivet.execute("verify_wiring", call)
+    })
+    .expect_err("the wiring differs");
+    let StepError::Failed(message) = error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        message,
+        "the cabling differs from what is expected on 2 of 2 links:\n  \
+         eth0 (52:54:00:aa:bb:01): cabled to switch leaf-1 port Ethernet7: port is \
+         \"Ethernet7\", expected \"Ethernet8\"\n  \
+         eth1 (52:54:00:12:34:57): expected switch chassis 00:1c:73:01:02:03 port Ethernet9, \
+         but no LLDP frame was heard (no cable, no link, or the switch does not send LLDP)"
+    );
+}
+
+#[test]
+fn verify_wiring_refuses_bad_arguments() {
+    let rivet = RivetHardwareManager::new(wiring_sources(LldpBoard::default()));
+    for args in [json!({}), json!({"expected": [{"interface": "eth0"}]})] {
+        let result = with_call(args.as_object().expect("object"), |call| {
+            rivet.execute("verify_wiring", call)
+        });
+        assert!(
+            matches!(&result, Err(StepError::InvalidArgs { step, .. }) if step == "verify_wiring"),
+            "{args}: {result:?}"
+        );
     }
 }
 

@@ -88,6 +88,7 @@ struct Script {
     lookup_default: Reply,
     heartbeat: VecDeque<Reply>,
     heartbeat_default: Reply,
+    inspection: VecDeque<Reply>,
 }
 
 #[derive(Debug)]
@@ -177,6 +178,7 @@ impl FakeIronic {
                 lookup_default: Reply::ironic_error(404, "Resource could not be found."),
                 heartbeat: VecDeque::new(),
                 heartbeat_default: Reply::accepted(),
+                inspection: VecDeque::new(),
             }),
             arrived: Notify::new(),
         });
@@ -207,6 +209,11 @@ impl FakeIronic {
     /// The next heartbeats get these answers, in order; then 202.
     pub fn script_heartbeat(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.lock().heartbeat.extend(replies);
+    }
+
+    /// The next `POST /v1/continue_inspection` get these answers, in order; then 404.
+    pub fn script_inspection(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.lock().inspection.extend(replies);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -262,6 +269,10 @@ fn answer(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
                 .heartbeat
                 .pop_front()
                 .unwrap_or_else(|| script.heartbeat_default.clone())
+        } else if path == "/v1/continue_inspection" {
+            script.inspection.pop_front().unwrap_or_else(|| {
+                Reply::ironic_error(404, "Node was not found in the inspect wait state.")
+            })
         } else {
             Reply::ironic_error(404, "Resource could not be found.")
         }

@@ -6,6 +6,7 @@ mod advertise;
 mod client;
 mod fake_ironic;
 mod heartbeat;
+mod inspection;
 mod interfaces;
 mod lookup;
 mod support;

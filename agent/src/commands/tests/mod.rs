@@ -21,7 +21,7 @@ use crate::power::FakePower;
 use crate::settings::Settings;
 use crate::steps::{
     GenericHardwareManager, HardwareManager, HardwareManagers, HardwareSupport,
-    RivetHardwareManager, StepCall, StepError,
+    RivetHardwareManager, StepCall, StepError, WiringSources,
 };
 use crate::syslogs::{FakeAddresses, FakeKernelLog, LogSources};
 
@@ -136,7 +136,10 @@ pub(super) fn harness_with(options: Options) -> Harness {
             GenericHardwareManager::new(&options.settings)
                 .with_erase_host(Arc::new(FakeEraseHost::default())),
         ),
-        Arc::new(RivetHardwareManager::new()),
+        Arc::new(RivetHardwareManager::new(WiringSources::live(
+            &options.settings,
+            ctx.lldp.clone(),
+        ))),
         Arc::new(TestManager { gate: gate.clone() }),
     ]);
     let power = Arc::new(options.power);

@@ -1,0 +1,345 @@
+//! `node ...` and `plan ...`: operator API calls shown as tables.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::{NodeCommand, PlanCommand};
+use crate::client::{segment, OperatorClient};
+use crate::db::now_ms;
+use crate::table::{or_dash, progress_bar, Table};
+use crate::time::{ago, parse_rfc3339};
+
+fn read_plan(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
+    let plan: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON document", path.display()))?;
+    if !plan.is_object() {
+        bail!("{}: a plan is a JSON object", path.display());
+    }
+    Ok(plan)
+}
+
+fn print_json(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+/// "12s ago" for an RFC 3339 time, `-` for none.
+fn since(value: &Value) -> String {
+    value
+        .as_str()
+        .and_then(parse_rfc3339)
+        .map(|ms| format!("{} ago", ago(ms, now_ms())))
+        .unwrap_or_else(|| "-".into())
+}
+
+pub async fn node(client: &OperatorClient, command: NodeCommand) -> Result<ExitCode> {
+    match command {
+        NodeCommand::Add {
+            name,
+            macs,
+            serial,
+            system_uuid,
+            uuid,
+            plan,
+        } => {
+            let plan = plan.as_deref().map(read_plan).transpose()?;
+            let body = json!({"name": name, "macs": macs, "serial": serial,
+                              "system_uuid": system_uuid, "uuid": uuid, "plan": plan});
+            let node = client.call(Method::POST, "/v1/nodes", Some(&body)).await?;
+            println!(
+                "added node {} ({})",
+                text(&node, "uuid").unwrap_or("?"),
+                text(&node, "name").unwrap_or("no name")
+            );
+        }
+        NodeCommand::List { json } => {
+            let answer = client.get("/v1/nodes").await?;
+            if json {
+                print_json(&answer)?;
+            } else {
+                print!("{}", node_table(&answer["nodes"]).render());
+            }
+        }
+        NodeCommand::Show { node, json } => {
+            let path = format!("/v1/nodes/{}", segment(&node));
+            let shown = client.get(&path).await?;
+            if json {
+                print_json(&shown)?;
+            } else {
+                let steps = client.get(&format!("{path}/steps")).await?;
+                let events = client.get(&format!("{path}/events?limit=1000")).await?;
+                print!(
+                    "{}",
+                    describe(&shown, &steps["steps"], &events["events"], 10)
+                );
+            }
+        }
+        NodeCommand::Watch { node, interval } => return watch(client, &node, interval).await,
+        NodeCommand::Events { node, after } => {
+            let path = format!(
+                "/v1/nodes/{}/events?after={after}&limit=1000",
+                segment(&node)
+            );
+            let events = client.get(&path).await?;
+            print!("{}", event_table(&events["events"], usize::MAX).render());
+        }
+        NodeCommand::Token { node } => {
+            let path = format!("/v1/nodes/{}/token", segment(&node));
+            let answer = client.call(Method::POST, &path, None).await?;
+            println!("{}", text(&answer, "agent_token").unwrap_or_default());
+        }
+        NodeCommand::ResetAgent { node } => {
+            let path = format!("/v1/nodes/{}/reset-agent", segment(&node));
+            client.call(Method::POST, &path, None).await?;
+            println!("forgot the agent of node {node}");
+        }
+        NodeCommand::Delete { node } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/nodes/{}", segment(&node)),
+                    None,
+                )
+                .await?;
+            println!("deleted node {node}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn plan(client: &OperatorClient, command: PlanCommand) -> Result<ExitCode> {
+    match command {
+        PlanCommand::Set { node, file } => {
+            let plan = read_plan(&file)?;
+            let path = format!("/v1/nodes/{}/plan", segment(&node));
+            client.call(Method::PUT, &path, Some(&plan)).await?;
+            println!("plan set for node {node}");
+        }
+        PlanCommand::Show { node } => {
+            let plan = client
+                .get(&format!("/v1/nodes/{}/plan", segment(&node)))
+                .await?;
+            print_json(&plan)?;
+        }
+        PlanCommand::Clear { node } => {
+            let path = format!("/v1/nodes/{}/plan", segment(&node));
+            client.call(Method::DELETE, &path, None).await?;
+            println!("plan removed from node {node}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn node_table(nodes: &Value) -> Table {
+    let mut table = Table::new(&[
+        "UUID",
+        "NAME",
+        "STATE",
+        "MACS",
+        "AGENT",
+        "LAST HEARTBEAT",
+        "HEARTBEATS",
+    ]);
+    for node in nodes.as_array().into_iter().flatten() {
+        let macs: Vec<&str> = node["macs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let agent = &node["agent"];
+        table.row(vec![
+            or_dash(text(node, "uuid")),
+            or_dash(text(node, "name")),
+            or_dash(text(node, "state")),
+            if macs.is_empty() {
+                "-".into()
+            } else {
+                macs.join(",")
+            },
+            or_dash(text(agent, "url")),
+            since(&agent["last_heartbeat"]),
+            agent["heartbeats"].as_i64().unwrap_or(0).to_string(),
+        ]);
+    }
+    table
+}
+
+fn step_table(steps: &Value) -> Table {
+    let mut table = Table::new(&["#", "STEP", "STATE", "PROGRESS", "MESSAGE"]);
+    for step in steps.as_array().into_iter().flatten() {
+        let state = text(step, "state").unwrap_or("?");
+        let fraction = match (state, step["progress"].as_f64()) {
+            ("done", _) => Some(1.0),
+            (_, progress) => progress,
+        };
+        table.row(vec![
+            step["index"].as_i64().unwrap_or(0).to_string(),
+            or_dash(text(step, "name")),
+            state.to_string(),
+            fraction
+                .map(|f| progress_bar(f, 20))
+                .unwrap_or_else(|| "-".into()),
+            or_dash(text(step, "message")),
+        ]);
+    }
+    table
+}
+
+/// The last `last` events.
+fn event_table(events: &Value, last: usize) -> Table {
+    let mut table = Table::new(&["ID", "TIME", "SOURCE", "KIND", "MESSAGE"]);
+    let events: Vec<&Value> = events.as_array().into_iter().flatten().collect();
+    for event in events.iter().skip(events.len().saturating_sub(last)) {
+        table.row(vec![
+            event["id"].as_i64().unwrap_or(0).to_string(),
+            or_dash(text(event, "time")),
+            or_dash(text(event, "source")),
+            or_dash(text(event, "kind")),
+            or_dash(text(event, "message")),
+        ]);
+    }
+    table
+}
+
+/// `node show`: a summary block, then steps and the last events.
+fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> String {
+    let agent = &node["agent"];
+    let macs: Vec<&str> = node["macs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut summary = Table::new(&["FIELD", "VALUE"]);
+    let pinned = if agent["verify_ca"].is_string() {
+        "pinned"
+    } else {
+        "-"
+    };
+    for (field, value) in [
+        ("uuid", or_dash(text(node, "uuid"))),
+        ("name", or_dash(text(node, "name"))),
+        ("state", or_dash(text(node, "state"))),
+        (
+            "macs",
+            if macs.is_empty() {
+                "-".into()
+            } else {
+                macs.join(", ")
+            },
+        ),
+        ("serial", or_dash(text(node, "serial"))),
+        ("system uuid", or_dash(text(node, "system_uuid"))),
+        (
+            "plan",
+            if node["plan"].is_object() {
+                "set".into()
+            } else {
+                "-".into()
+            },
+        ),
+        ("agent token", or_dash(text(agent, "token"))),
+        ("agent url", or_dash(text(agent, "url"))),
+        ("agent version", or_dash(text(agent, "version"))),
+        ("agent certificate", pinned.into()),
+        ("last heartbeat", since(&agent["last_heartbeat"])),
+        (
+            "heartbeats",
+            agent["heartbeats"].as_i64().unwrap_or(0).to_string(),
+        ),
+        ("inspected", since(&node["inspected_at"])),
+        ("last error", or_dash(text(node, "last_error"))),
+    ] {
+        summary.row(vec![field.to_string(), value]);
+    }
+    let mut out = summary.render();
+    if steps.as_array().is_some_and(|s| !s.is_empty()) {
+        out.push('\n');
+        out.push_str(&step_table(steps).render());
+    }
+    if events.as_array().is_some_and(|e| !e.is_empty()) {
+        out.push('\n');
+        out.push_str(&event_table(events, last_events).render());
+    }
+    out
+}
+
+/// How many recent events `node watch` shows on a terminal.
+const WATCH_EVENTS: usize = 15;
+
+/// Polls the node and redraws it (on a terminal) or prints what changed (in a pipe), until
+/// its state is `done` (exit 0) or `failed` (exit 1).
+async fn watch(client: &OperatorClient, node: &str, interval: f64) -> Result<ExitCode> {
+    if !(interval.is_finite() && interval > 0.0) {
+        bail!("--interval must be a positive number of seconds");
+    }
+    let path = format!("/v1/nodes/{}", segment(node));
+    let terminal = std::io::stdout().is_terminal();
+    let mut last_event = 0i64;
+    let mut recent: Vec<Value> = Vec::new();
+    let mut last_state = String::new();
+    loop {
+        let shown = client.get(&path).await?;
+        let steps = client.get(&format!("{path}/steps")).await?;
+        let new_events = client
+            .get(&format!("{path}/events?after={last_event}&limit=1000"))
+            .await?;
+        let new_events: Vec<Value> = new_events["events"].as_array().cloned().unwrap_or_default();
+        if let Some(id) = new_events.last().and_then(|e| e["id"].as_i64()) {
+            last_event = id;
+        }
+        let state = text(&shown, "state").unwrap_or("?").to_string();
+        let mut out = std::io::stdout().lock();
+        if terminal {
+            recent.extend(new_events);
+            let keep = recent.len().saturating_sub(WATCH_EVENTS);
+            recent.drain(..keep);
+            let events = Value::Array(recent.clone());
+            write!(
+                out,
+                "\x1b[H\x1b[2J{}",
+                describe(&shown, &steps["steps"], &events, WATCH_EVENTS)
+            )?;
+        } else {
+            if state != last_state {
+                writeln!(out, "state: {state}")?;
+            }
+            for event in &new_events {
+                writeln!(
+                    out,
+                    "{}  {}  {}",
+                    or_dash(text(event, "time")),
+                    or_dash(text(event, "kind")),
+                    or_dash(text(event, "message"))
+                )?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        last_state = state;
+        match last_state.as_str() {
+            "done" => return Ok(ExitCode::SUCCESS),
+            "failed" => {
+                println!(
+                    "node {node} failed: {}",
+                    or_dash(text(&shown, "last_error"))
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => tokio::time::sleep(Duration::from_secs_f64(interval)).await,
+        }
+    }
+}
