@@ -9,8 +9,9 @@ use rivet_protocol::JsonObject;
 use tokio::sync::watch;
 
 use crate::lldp::LldpBoard;
-use crate::progress::ProgressBoard;
+use crate::progress::{AbortSignal, ProgressBoard};
 use crate::settings::{Secret, Settings, TlsVersion};
+use crate::syslogs::LogAttachments;
 
 /// What the agent should be doing; watched by the API server and the heartbeater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,10 @@ pub struct AgentContext {
     pub settings: Settings,
     /// Progress of long-running steps.
     pub progress: ProgressBoard,
+    /// Asks running steps to stop; set when the agent stops serving.
+    pub abort: AbortSignal,
+    /// What steps leave for `log.collect_system_logs`: the last erase reports.
+    pub attachments: LogAttachments,
     /// What LLDP heard on each link (inspection, `verify_wiring`).
     pub lldp: Arc<LldpBoard>,
     /// When the agent started; `GET /v1/status` reports it as `started_at`.
@@ -78,6 +83,8 @@ impl AgentContext {
         AgentContext {
             settings,
             progress: ProgressBoard::default(),
+            abort: AbortSignal::default(),
+            attachments: LogAttachments::default(),
             lldp: Arc::new(LldpBoard::default()),
             started_at: SystemTime::now(),
             state: RwLock::new(state),
@@ -110,7 +117,11 @@ impl AgentContext {
         *self.lifecycle.borrow()
     }
 
+    /// Changes the lifecycle; stopping also asks running steps to stop.
     pub fn set_lifecycle(&self, lifecycle: Lifecycle) {
+        if let Lifecycle::Stopped { .. } = lifecycle {
+            self.abort.request();
+        }
         self.lifecycle.send_replace(lifecycle);
     }
 

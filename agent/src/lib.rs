@@ -9,6 +9,7 @@ pub mod commands;
 pub mod context;
 pub mod disks;
 pub mod efi;
+pub mod erase;
 pub mod image;
 pub mod init;
 pub mod inspection;

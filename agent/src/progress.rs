@@ -1,7 +1,9 @@
 //! Progress of long work (erase, image writing): the latest report per task, logged at a
-//! bounded rate, and readable by whatever reports to the control server.
+//! bounded rate, and readable by whatever reports to the control server; and the signal
+//! that asks such work to stop.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -92,6 +94,21 @@ impl ProgressBoard {
     pub fn snapshot(&self) -> Vec<Progress> {
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.values().map(|entry| entry.progress.clone()).collect()
+    }
+}
+
+/// Asks long-running steps to stop at their next check point (the agent is stopping).
+/// Work that cannot be interrupted (a drive's own erase) finishes in the drive.
+#[derive(Debug, Default)]
+pub struct AbortSignal(AtomicBool);
+
+impl AbortSignal {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 }
 

@@ -64,6 +64,20 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// `rivet-nvme-sanitize`: when the NVMe erase uses Sanitize instead of Format NVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NvmeSanitize {
+    /// Format NVM with a secure erase setting, as IPA does.
+    Off,
+    /// Sanitize crypto erase where the controller supports it, else Format NVM.
+    Crypto,
+    /// Sanitize crypto erase, else block erase, else Format NVM.
+    Block,
+    /// Sanitize crypto erase, else block erase, else overwrite, else Format NVM.
+    Overwrite,
+}
+
 /// Everything the agent can be told. Field docs name the kernel parameter (`ipa-*`) and the
 /// config-file key; the registry (`settings/keys.rs`) is the authoritative list, and
 /// `docs/configuration.md` is generated from it.
@@ -151,6 +165,8 @@ pub struct Settings {
     pub guard_special_filesystems: bool,
     /// `ipa-enable-discard-erase` (false).
     pub enable_discard_erase: bool,
+    /// `rivet-nvme-sanitize` (off): NVMe Sanitize instead of Format NVM for `erase_devices`.
+    pub nvme_sanitize: NvmeSanitize,
     /// `ipa-http-request-timeout` (30 s): every call to the Ironic API.
     pub http_request_timeout: Duration,
     /// `ipa-tls-min-version` (1.2) for the agent's server and outgoing calls.
@@ -242,6 +258,7 @@ impl Default for Settings {
             inject_files_priority: 0,
             guard_special_filesystems: true,
             enable_discard_erase: false,
+            nvme_sanitize: NvmeSanitize::Off,
             http_request_timeout: Duration::from_secs(30),
             tls_min_version: TlsVersion::Tls12,
             tls_cipher_suites: None,

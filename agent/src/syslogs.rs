@@ -8,17 +8,47 @@
 //! * `ip_route`: IPv4 and IPv6 routes (from `/proc/net`);
 //! * `mount`: `/proc/self/mounts`; `mdstat`: `/proc/mdstat` when present;
 //! * `inventory.json`: the cached inventory, when there is one;
+//! * what steps attached ([`LogAttachments`]), e.g. `erase-reports.json`;
 //! * `collection_errors`: what could not be collected, if anything.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+
+/// JSON documents steps leave for the archive, by member name (the latest of each).
+#[derive(Debug, Default)]
+pub struct LogAttachments {
+    members: Mutex<BTreeMap<String, serde_json::Value>>,
+}
+
+impl LogAttachments {
+    /// Replaces member `name` with what `change` makes of its current value.
+    pub fn update(
+        &self,
+        name: &str,
+        change: impl FnOnce(Option<serde_json::Value>) -> serde_json::Value,
+    ) {
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let current = members.remove(name);
+        members.insert(name.to_string(), change(current));
+    }
+
+    /// Every member, by name.
+    pub fn snapshot(&self) -> Vec<(String, serde_json::Value)> {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        members
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+}
 
 /// Reads the kernel log.
 pub trait KernelLog: Send + Sync {
@@ -178,11 +208,13 @@ pub fn collect(
     sources: &LogSources,
     agent_log: &str,
     inventory: Option<&serde_json::Value>,
+    attachments: &[(String, serde_json::Value)],
 ) -> Result<String, SyslogError> {
-    let mut members: Vec<(&str, Vec<u8>)> = vec![("rivet-agent.log", agent_log.into())];
+    let mut members: Vec<(String, Vec<u8>)> =
+        vec![("rivet-agent.log".to_string(), agent_log.into())];
     let mut errors = String::new();
-    let mut part = |name: &'static str, what: &str, content: io::Result<String>| match content {
-        Ok(text) => members.push((name, text.into_bytes())),
+    let mut part = |name: &str, what: &str, content: io::Result<String>| match content {
+        Ok(text) => members.push((name.to_string(), text.into_bytes())),
         Err(e) => errors.push_str(&format!("{name}: {what}: {e}\n")),
     };
     part(
@@ -216,8 +248,15 @@ pub fn collect(
             serde_json::to_string_pretty(inventory).map_err(io::Error::other),
         );
     }
+    for (name, value) in attachments {
+        part(
+            name,
+            "serializing a step's attachment",
+            serde_json::to_string_pretty(value).map_err(io::Error::other),
+        );
+    }
     if !errors.is_empty() {
-        members.push(("collection_errors", errors.into_bytes()));
+        members.push(("collection_errors".to_string(), errors.into_bytes()));
     }
     let archive = tar_gz(&members)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(archive))
@@ -228,7 +267,7 @@ fn read(path: &Path) -> io::Result<String> {
         .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
 }
 
-fn tar_gz(members: &[(&str, Vec<u8>)]) -> io::Result<Vec<u8>> {
+fn tar_gz(members: &[(String, Vec<u8>)]) -> io::Result<Vec<u8>> {
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -127,8 +127,18 @@ pub fn sleep_step() -> Value {
 }
 
 /// Enrolls a node with a port for each of `macs`, makes it `manageable` and starts a manual
-/// clean; returns its uuid once it waits for its agent (`clean wait`).
+/// clean with [`sleep_step`]; returns its uuid once it waits for its agent (`clean wait`).
 pub async fn enroll_for_clean(ironic: &RealIronic, name: &str, macs: &[&str]) -> Result<String> {
+    enroll_for_clean_steps(ironic, name, macs, sleep_step()).await
+}
+
+/// [`enroll_for_clean`] with the manual clean's `clean_steps`.
+pub async fn enroll_for_clean_steps(
+    ironic: &RealIronic,
+    name: &str,
+    macs: &[&str],
+    clean_steps: Value,
+) -> Result<String> {
     let node = ironic.create_node(name).await?;
     let uuid = node["uuid"]
         .as_str()
@@ -141,7 +151,7 @@ pub async fn enroll_for_clean(ironic: &RealIronic, name: &str, macs: &[&str]) ->
     ironic
         .wait_for_provision_state(&uuid, "manageable", TRANSITION_TIMEOUT)
         .await?;
-    ironic.clean(&uuid, sleep_step()).await?;
+    ironic.clean(&uuid, clean_steps).await?;
     ironic
         .wait_for_provision_state(&uuid, "clean wait", TRANSITION_TIMEOUT)
         .await?;

@@ -11,6 +11,7 @@ use rivet_agent::commands::fssync::FakeFsSync;
 use rivet_agent::commands::{CommandRunner, HostAccess};
 use rivet_agent::context::AgentContext;
 use rivet_agent::disks::{BlockDevice, BlockDevices, DiskError};
+use rivet_agent::erase::fake::{FakeDevice, FakeDisk, FakeEraseHost};
 use rivet_agent::ironic::lookup::{apply_lookup, ApplyOutcome};
 use rivet_agent::logbuf::LogBuffer;
 use rivet_agent::power::FakePower;
@@ -32,6 +33,8 @@ pub struct InProcessAgent {
     pub ctx: Arc<AgentContext>,
     pub power: Arc<FakePower>,
     pub fs_sync: Arc<FakeFsSync>,
+    /// The one disk the erase steps see (`/dev/vda`, 16 MiB, filled with 0xAA).
+    pub disk: FakeDisk,
     /// The PEM of the auto-TLS certificate: what the heartbeat would send as
     /// `agent_verify_ca`, and the only certificate the conductor then trusts.
     pub cert_pem: String,
@@ -88,13 +91,21 @@ impl InProcessAgent {
             log_sources: fake_log_sources(dir.path())?,
         };
         // The managers `rivet-agent run` has, except that the generic one lists no block
-        // devices: the replays run write_image and erase_devices_metadata in this process,
-        // possibly as root, and must never reach this machine's disks. A disk step that
-        // gains an implementation must take its devices from `disks` (a fake here).
+        // devices and erases a fake disk: the replays run write_image and
+        // erase_devices_metadata in this process, possibly as root, and must never reach
+        // this machine's disks. A disk step that gains an implementation must take its
+        // devices from `disks` (a fake here).
+        let disk = FakeDisk::new(16 << 20, 512, 0xAA);
+        let erase_host = FakeEraseHost::new(vec![FakeDevice::new(
+            "vda",
+            rivet_agent::disks::DeviceKind::Disk,
+            disk.clone(),
+        )]);
         let managers = HardwareManagers::new(vec![
             Arc::new(
                 GenericHardwareManager::new(&ctx.settings)
-                    .with_block_devices(Arc::new(NoBlockDevices)),
+                    .with_block_devices(Arc::new(NoBlockDevices))
+                    .with_erase_host(Arc::new(erase_host)),
             ),
             Arc::new(RivetHardwareManager::new(WiringSources::live(
                 &ctx.settings,
@@ -118,6 +129,7 @@ impl InProcessAgent {
             ctx,
             power,
             fs_sync,
+            disk,
             cert_pem: auto.cert_pem,
             base_url,
             server,

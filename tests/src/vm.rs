@@ -65,6 +65,8 @@ pub enum DiskBus {
 struct Disk {
     bus: DiskBus,
     size_bytes: u64,
+    /// Every byte of the image is this one (else the image is sparse, all zeroes).
+    fill: Option<u8>,
 }
 
 /// What a NIC is plugged into.
@@ -122,7 +124,22 @@ impl VmBuilder {
 
     /// Adds an empty (sparse) disk of `size_bytes`.
     pub fn disk(mut self, bus: DiskBus, size_bytes: u64) -> Self {
-        self.disks.push(Disk { bus, size_bytes });
+        self.disks.push(Disk {
+            bus,
+            size_bytes,
+            fill: None,
+        });
+        self
+    }
+
+    /// Adds a disk of `size_bytes` whose every byte is `byte` (written before QEMU starts;
+    /// read it back with [`Vm::disk_image`]).
+    pub fn disk_filled(mut self, bus: DiskBus, size_bytes: u64, byte: u8) -> Self {
+        self.disks.push(Disk {
+            bus,
+            size_bytes,
+            fill: Some(byte),
+        });
         self
     }
 
@@ -285,8 +302,11 @@ impl VmBuilder {
         for (i, disk) in self.disks.iter().enumerate() {
             let path = dir.path().join(format!("disk{i}.img"));
             File::create(&path)
-                .and_then(|f| f.set_len(disk.size_bytes))
-                .with_context(|| format!("creating the sparse disk image {}", path.display()))?;
+                .and_then(|f| match disk.fill {
+                    None => f.set_len(disk.size_bytes),
+                    Some(byte) => fill(f, disk.size_bytes, byte),
+                })
+                .with_context(|| format!("creating the disk image {}", path.display()))?;
         }
         let console = dir.path().join("console.log");
         File::create(&console).with_context(|| format!("creating {}", console.display()))?;
@@ -334,6 +354,11 @@ impl Vm {
 
     pub fn console_path(&self) -> &Path {
         &self.console
+    }
+
+    /// The image of the `index`th disk added to the builder.
+    pub fn disk_image(&self, index: usize) -> Result<PathBuf> {
+        Ok(self.dir()?.join(format!("disk{index}.img")))
     }
 
     /// The VM's directory (console.log, qemu.log, disk images, OVMF variables).
@@ -456,6 +481,20 @@ impl Drop for Vm {
             }
         }
     }
+}
+
+/// Writes `size` bytes of `byte` to `file`.
+fn fill(file: File, size: u64, byte: u8) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(file);
+    let chunk = vec![byte; 4 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 /// QEMU's arguments, built up with paths kept as `OsString`s.

@@ -27,7 +27,7 @@ const CLEAN: &str = "manual-clean";
 /// with "<step> is not supported by this build". Take a step out when it is implemented, and
 /// before that give `InProcessAgent` a fake for its disk access: the replay runs the step in
 /// the test process, on this machine.
-const NOT_YET_IMPLEMENTED: &[&str] = &["erase_devices_metadata"];
+const NOT_YET_IMPLEMENTED: &[&str] = &[];
 
 /// Disk steps this build implements: `InProcessAgent` lists no block devices, so they must
 /// fail with this IPA error before touching anything.
@@ -62,9 +62,12 @@ fn options(step_override: Option<Value>) -> ReplayOptions {
 }
 
 /// Replays `name` against a fresh agent, checks that every conductor request was replayed,
-/// then collects the system logs as the conductor does after a failed step. Returns the agent
-/// and the outcome of every posted command.
-async fn replay(name: &str, step_override: Option<Value>) -> (InProcessAgent, Vec<Outcome>) {
+/// then collects the system logs as the conductor does after a failed step. Returns the agent,
+/// the outcome of every posted command and the system log archive's members.
+async fn replay(
+    name: &str,
+    step_override: Option<Value>,
+) -> (InProcessAgent, Vec<Outcome>, Vec<(String, Vec<u8>)>) {
     let recording = or_panic(Recording::load(name));
     let token = new_token();
     let lookup = or_panic(recording.lookup_answer(Some(&token)));
@@ -83,14 +86,14 @@ async fn replay(name: &str, step_override: Option<Value>) -> (InProcessAgent, Ve
         "{name}: replayed {replayed} of the {recorded} conductor requests"
     );
     or_panic(replay.wait_until_idle().await);
-    collect_system_logs(&agent, &token).await;
+    let members = collect_system_logs(&agent, &token).await;
     let outcomes = replay.posted().iter().map(|p| p.outcome.clone()).collect();
-    (agent, outcomes)
+    (agent, outcomes, members)
 }
 
 /// `log.collect_system_logs` (sync, `wait=true`, `{}`): a base64 tar.gz that unpacks and
-/// holds the agent's log.
-async fn collect_system_logs(agent: &InProcessAgent, token: &str) {
+/// holds the agent's log. Returns the archive's members.
+async fn collect_system_logs(agent: &InProcessAgent, token: &str) -> Vec<(String, Vec<u8>)> {
     let client = or_panic(agent.conductor_client());
     let response = client
         .post(agent.url("/v1/commands/"))
@@ -113,10 +116,7 @@ async fn collect_system_logs(agent: &InProcessAgent, token: &str) {
         String::from_utf8_lossy(&log.1).contains(LOG_MARKER),
         "rivet-agent.log lacks the agent's log lines"
     );
-}
-
-fn not_supported(step: &str) -> Outcome {
-    Outcome::NotSupported(step.to_owned())
+    members
 }
 
 fn status(status: &str) -> Outcome {
@@ -125,7 +125,7 @@ fn status(status: &str) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_whole_disk_replays_as_the_conductor_needs() {
-    let (agent, outcomes) = replay(DEPLOY, None).await;
+    let (agent, outcomes, _) = replay(DEPLOY, None).await;
     assert_eq!(
         outcomes,
         [
@@ -155,13 +155,29 @@ async fn deploy_whole_disk_replays_as_the_conductor_needs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_clean_replays_as_the_conductor_needs() {
-    let (agent, outcomes) = replay(CLEAN, None).await;
+    let (agent, outcomes, members) = replay(CLEAN, None).await;
     assert_eq!(
         outcomes,
-        [status("SUCCEEDED"), not_supported("erase_devices_metadata")],
+        [status("SUCCEEDED"), status("SUCCEEDED")],
         "get_clean_steps, erase_devices_metadata"
     );
     assert!(agent.power.calls().is_empty(), "cleaning powers nothing");
+    let disk = agent.disk.contents();
+    assert!(
+        disk[..4 << 20].iter().all(|&b| b == 0)
+            && disk[disk.len() - (4 << 20)..].iter().all(|&b| b == 0),
+        "erase_devices_metadata zeroes both ends of the fake disk"
+    );
+    assert_eq!(disk[8 << 20], 0xAA, "and leaves the middle alone");
+    let reports = members
+        .iter()
+        .find(|(name, _)| name == "erase-reports.json")
+        .expect("the system logs carry the erase reports");
+    let reports: Value = serde_json::from_slice(&reports.1).expect("erase-reports.json is JSON");
+    let vda = &reports["erase_devices_metadata"]["devices"][0];
+    assert_eq!(vda["device"], "/dev/vda", "{reports}");
+    assert_eq!(vda["outcome"], "erased", "{reports}");
+    assert_eq!(vda["verification"]["passed"], true, "{reports}");
     or_panic(agent.shutdown().await);
 }
 
@@ -171,7 +187,7 @@ async fn manual_clean_replays_as_the_conductor_needs() {
 async fn deploy_with_a_step_rivet_implements_is_echoed() {
     let step = json!({"interface": "deploy", "step": "sleep", "args": {"seconds": 1},
                       "priority": 80, "abortable": true, "argsinfo": null});
-    let (agent, outcomes) = replay(DEPLOY, Some(step)).await;
+    let (agent, outcomes, _) = replay(DEPLOY, Some(step)).await;
     assert_eq!(outcomes[1], status("SUCCEEDED"));
     or_panic(agent.shutdown().await);
 }
@@ -180,7 +196,7 @@ async fn deploy_with_a_step_rivet_implements_is_echoed() {
 async fn manual_clean_with_a_step_rivet_implements_is_echoed() {
     let step = json!({"interface": "deploy", "step": "sleep", "args": {"seconds": 1},
                       "abortable": true, "priority": 0});
-    let (agent, outcomes) = replay(CLEAN, Some(step)).await;
+    let (agent, outcomes, _) = replay(CLEAN, Some(step)).await;
     assert_eq!(outcomes, [status("SUCCEEDED"), status("SUCCEEDED")]);
     or_panic(agent.shutdown().await);
 }

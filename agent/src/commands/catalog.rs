@@ -191,8 +191,9 @@ async fn collect_system_logs(env: &Arc<Env>) -> Result<CommandOutput, Failure> {
     let sources = env.host.log_sources.clone();
     let agent_log = env.logs.text();
     let inventory = env.ctx.state().inventory;
+    let attachments = env.ctx.attachments.snapshot();
     blocking(move || {
-        syslogs::collect(&sources, &agent_log, inventory.as_ref())
+        syslogs::collect(&sources, &agent_log, inventory.as_ref(), &attachments)
             .map(|logs| CommandOutput::Json(json!({ "system_logs": logs })))
             .map_err(|e| Failure::execution(e.to_string()))
     })

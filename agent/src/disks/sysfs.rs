@@ -394,13 +394,13 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, DiskError> {
     Ok(names)
 }
 
-/// A binary attribute; `None` when absent or when the device cannot provide it.
+/// A binary attribute; `None` when absent, or when the kernel answers ENXIO or ENODEV: the device
+/// lacks the data (e.g. `device/wwid` of a CD drive without VPD page 0x83, as QEMU's ATAPI
+/// and USB CD drives are, so every VM booted from virtual media has one).
 fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, DiskError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        // An attribute the device cannot answer: an ATAPI CD's `device/wwid` fails with
-        // ENXIO, as udev and lsblk see it; absent, not an error.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV)) => Ok(None),
         Err(e) => Err(io_error(path, e)),
     }

@@ -210,7 +210,13 @@ pub fn collect(env: &InspectionEnv) -> Collected {
     }
     if wanted("logs") {
         let inventory = serde_json::to_value(&request.inventory).ok();
-        match syslogs::collect(&env.log_sources, &env.agent_log.text(), inventory.as_ref()) {
+        // Inspection runs before any step: there are no step attachments yet.
+        match syslogs::collect(
+            &env.log_sources,
+            &env.agent_log.text(),
+            inventory.as_ref(),
+            &[],
+        ) {
             Ok(archive) => request.logs = Some(archive),
             Err(e) => tracing::warn!("failed to collect the system logs: {e}"),
         }

@@ -6,7 +6,7 @@ use super::value::{
     ApiVersion, Attempts, Bool, Count, Int, Ip, Limit, List, OptionalPath, PathList, Port,
     RequiredPath, Seconds, SecretText, Text, Urls,
 };
-use super::{Curve, Protocol, TlsVersion};
+use super::{Curve, NvmeSanitize, Protocol, TlsVersion};
 
 const fn opt(name: &'static str) -> ConfigName {
     ConfigName::default(name)
@@ -539,5 +539,13 @@ pub(super) static KEYS: &[KeyDef] = &[
         doc: "iso9660 label of the boot medium besides `RIVET`; that device is never written.",
         example: "RIVET-PROD",
         access: access!(boot_label, Text),
+    },
+    KeyDef {
+        param: Some("rivet-nvme-sanitize"),
+        options: &[opt("nvme_sanitize")],
+        kernel_beats_config: false,
+        doc: "NVMe erase by Sanitize instead of Format NVM (IPA's way, `off`): `crypto` uses a crypto-erase sanitize where supported, `block` also block erase, `overwrite` also overwrite; Format NVM otherwise. Sanitize acts on every namespace of the controller and is polled for progress.",
+        example: "crypto",
+        access: access!(nvme_sanitize, NvmeSanitize),
     },
 ];

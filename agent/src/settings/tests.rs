@@ -368,6 +368,7 @@ fn settings_every_field_is_reachable() {
         inject_files_priority,
         guard_special_filesystems,
         enable_discard_erase,
+        nvme_sanitize,
         http_request_timeout,
         tls_min_version,
         tls_cipher_suites,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rivet_protocol::version::MicroVersion;
 use url::Url;
 
-use super::{Curve, Protocol, Secret, TlsVersion};
+use super::{Curve, NvmeSanitize, Protocol, Secret, TlsVersion};
 
 /// A kind of setting value. `parse` gets the raw text of one source (already split from its
 /// key) and returns the field's value, or what was expected instead.
@@ -362,6 +362,31 @@ impl ValueType for Protocol {
         match value {
             Protocol::Http => "http",
             Protocol::Https => "https",
+        }
+        .into()
+    }
+}
+
+impl ValueType for NvmeSanitize {
+    type Out = NvmeSanitize;
+    fn describe() -> String {
+        "off, crypto, block or overwrite".into()
+    }
+    fn parse(text: &str) -> Result<NvmeSanitize, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(NvmeSanitize::Off),
+            "crypto" => Ok(NvmeSanitize::Crypto),
+            "block" => Ok(NvmeSanitize::Block),
+            "overwrite" => Ok(NvmeSanitize::Overwrite),
+            _ => Err("expected off, crypto, block or overwrite".into()),
+        }
+    }
+    fn show(value: &NvmeSanitize) -> String {
+        match value {
+            NvmeSanitize::Off => "off",
+            NvmeSanitize::Crypto => "crypto",
+            NvmeSanitize::Block => "block",
+            NvmeSanitize::Overwrite => "overwrite",
         }
         .into()
     }

@@ -1,9 +1,10 @@
 //! `GenericHardwareManager`: IPA's generic steps with IPA's names, interfaces, priorities,
 //! abortable flags and argsinfo (spec §6.2, IPA/hardware.py `get_*_steps`).
 //!
-//! `write_image` is [`crate::image::step`]. The other steps' work is not implemented in this
-//! build yet: each one fails with "<step> is not supported by this build of rivet-agent"
-//! rather than pretending to succeed.
+//! `write_image` is [`crate::image::step`]; the erase steps (`erase_devices`,
+//! `erase_devices_metadata`, `erase_devices_express`) run through [`crate::erase`]. The other
+//! steps' work is not implemented in this build yet: each one fails with "<step> is not
+//! supported by this build of rivet-agent" rather than pretending to succeed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use super::{step, HardwareManager, HardwareSupport, StepCall, StepError};
 use crate::disks::sysfs::SysfsBlockDevices;
 use crate::disks::BlockDevices;
+use crate::erase::{self, EraseCall, EraseHost, EraseMode, SystemEraseHost};
 use crate::settings::Settings;
 
 const CLEAN_UEFI_NVRAM_ARGSINFO: &[(&str, &str, bool)] = &[(
@@ -101,6 +103,10 @@ pub struct GenericHardwareManager {
     inject_files_priority: i64,
     /// Where disk steps list devices (sysfs; a fake in tests).
     devices: Arc<dyn BlockDevices>,
+    settings: Settings,
+    /// What the erase steps act on (this machine through `disks::writable_candidates`; a
+    /// fake in tests).
+    erase_host: Arc<dyn EraseHost>,
 }
 
 impl std::fmt::Debug for GenericHardwareManager {
@@ -116,16 +122,26 @@ impl GenericHardwareManager {
     pub const CLASS_NAME: &'static str = "GenericHardwareManager";
     pub const VERSION: &'static str = "1.2";
 
+    /// The manager acting on this machine's disks (only those `disks::writable_candidates`
+    /// allows).
     pub fn new(settings: &Settings) -> Self {
         GenericHardwareManager {
             inject_files_priority: settings.inject_files_priority,
             devices: Arc::new(SysfsBlockDevices::from_settings(settings)),
+            settings: settings.clone(),
+            erase_host: Arc::new(SystemEraseHost::for_settings(settings)),
         }
     }
 
     /// The same manager listing devices from `devices`.
     pub fn with_block_devices(mut self, devices: Arc<dyn BlockDevices>) -> Self {
         self.devices = devices;
+        self
+    }
+
+    /// The same manager with the erase steps acting through `erase_host`.
+    pub fn with_erase_host(mut self, erase_host: Arc<dyn EraseHost>) -> Self {
+        self.erase_host = erase_host;
         self
     }
 
@@ -221,6 +237,22 @@ impl HardwareManager for GenericHardwareManager {
         if step == "write_image" {
             let in_ramdisk = crate::init::running_as_init();
             return crate::image::step::write_image(self.devices.as_ref(), in_ramdisk, call);
+        }
+        let mode = match step {
+            "erase_devices" => Some(EraseMode::Full),
+            "erase_devices_metadata" => Some(EraseMode::Metadata),
+            "erase_devices_express" => Some(EraseMode::Express),
+            _ => None,
+        };
+        if let Some(mode) = mode {
+            let erase_call = EraseCall {
+                node: call.node,
+                settings: &self.settings,
+                progress: call.progress,
+                abort: &call.ctx.abort,
+                attachments: &call.ctx.attachments,
+            };
+            return erase::erase_step(self.erase_host.as_ref(), mode, &erase_call);
         }
         if STEP_NAMES.contains(&step) {
             Err(StepError::NotSupported(step.to_string()))

@@ -75,7 +75,8 @@ pub struct StepCall<'a> {
     /// Where long steps report progress.
     pub progress: &'a ProgressBoard,
     /// The agent's settings and run-time state (lookup overrides such as `md5_enabled`;
-    /// `partition_uuids` recorded by `write_image`).
+    /// `partition_uuids` recorded by `write_image`), the `abort` signal long steps check,
+    /// and the `attachments` they leave for `log.collect_system_logs`.
     pub ctx: &'a AgentContext,
 }
 

@@ -236,10 +236,8 @@ fn dispatch_uses_the_most_specific_manager_that_handles_the_step() {
 fn generic_steps_fail_clearly_instead_of_pretending() {
     let managers =
         HardwareManagers::builtin(&crate::settings::Settings::default(), Default::default());
+    // The erase steps are implemented (erase/tests/mod.rs runs them on fakes).
     for name in [
-        "erase_devices",
-        "erase_devices_metadata",
-        "erase_devices_express",
         "erase_pstore",
         "clean_uefi_nvram",
         "inject_files",
@@ -394,4 +392,38 @@ fn with_call<R>(args: &JsonObject, f: impl FnOnce(&StepCall<'_>) -> R) -> R {
         progress: &ctx.progress,
         ctx: &ctx,
     })
+}
+
+#[test]
+fn generic_erase_steps_run_through_the_erase_host() {
+    use crate::disks::DeviceKind;
+    use crate::erase::fake::{FakeDevice, FakeDisk, FakeEraseHost};
+
+    let disk = FakeDisk::new(1 << 20, 512, 0x5A);
+    let host = FakeEraseHost::new(vec![FakeDevice::new("vda", DeviceKind::Disk, disk.clone())]);
+    let generic = GenericHardwareManager::new(&crate::settings::Settings::default())
+        .with_erase_host(Arc::new(host));
+    let node = json!({"driver_internal_info": {}});
+    let ports = json!([]);
+    let ctx = crate::context::AgentContext::new(crate::settings::Settings::default());
+    let call = StepCall {
+        args: &JsonObject::new(),
+        node: &node,
+        ports: &ports,
+        progress: &ctx.progress,
+        ctx: &ctx,
+    };
+    let result = generic
+        .execute("erase_devices_express", &call)
+        .expect("erased");
+    assert_eq!(result["/dev/vda"]["method"], "metadata");
+    assert!(
+        disk.contents().iter().all(|&b| b == 0),
+        "a 1 MiB disk is wiped whole"
+    );
+    assert_eq!(ctx.attachments.snapshot()[0].0, "erase-reports.json");
+    assert_eq!(
+        generic.execute("no_such_step", &call),
+        Err(StepError::Unhandled("no_such_step".into()))
+    );
 }

@@ -95,10 +95,17 @@ fn archive_holds_every_part() {
         error: None,
     };
     let inventory = serde_json::json!({"cpu": {"count": 2}});
+    let attachments = LogAttachments::default();
+    let reports = serde_json::json!({"erase_devices": {"devices": []}});
+    attachments.update("erase-reports.json", |old| {
+        assert_eq!(old, None);
+        reports.clone()
+    });
     let encoded = collect(
         &sources(root.path(), kernel),
         "agent line 1\nagent line 2\n",
         Some(&inventory),
+        &attachments.snapshot(),
     )
     .expect("archive");
     let members = unpack(&encoded);
@@ -106,6 +113,7 @@ fn archive_holds_every_part() {
         members.keys().collect::<Vec<_>>(),
         [
             "dmesg",
+            "erase-reports.json",
             "inventory.json",
             "ip_addr",
             "ip_route",
@@ -135,6 +143,9 @@ fn archive_holds_every_part() {
     let inventory_back: serde_json::Value =
         serde_json::from_str(&members["inventory.json"]).expect("json");
     assert_eq!(inventory_back, inventory);
+    let reports_back: serde_json::Value =
+        serde_json::from_str(&members["erase-reports.json"]).expect("json");
+    assert_eq!(reports_back, reports);
 }
 
 #[test]
@@ -145,7 +156,7 @@ fn unreadable_parts_are_listed_not_fatal() {
         records: Vec::new(),
         error: Some("Operation not permitted".into()),
     };
-    let members = unpack(&collect(&sources(root.path(), kernel), "", None).expect("archive"));
+    let members = unpack(&collect(&sources(root.path(), kernel), "", None, &[]).expect("archive"));
     assert!(!members.contains_key("dmesg"));
     assert!(!members.contains_key("mount"));
     assert!(!members.contains_key("inventory.json"));

@@ -15,6 +15,7 @@ use super::fssync::FakeFsSync;
 use super::service::{ApiError, CommandService};
 use super::{CommandRunner, HostAccess};
 use crate::context::AgentContext;
+use crate::erase::fake::FakeEraseHost;
 use crate::logbuf::LogBuffer;
 use crate::power::FakePower;
 use crate::settings::Settings;
@@ -130,7 +131,11 @@ pub(super) fn harness_with(options: Options) -> Harness {
     let ctx = Arc::new(AgentContext::new(options.settings.clone()));
     let gate = Arc::new(Gate::default());
     let managers = HardwareManagers::new(vec![
-        Arc::new(GenericHardwareManager::new(&options.settings)),
+        // No disks: the erase steps find nothing to erase (and never see this machine's).
+        Arc::new(
+            GenericHardwareManager::new(&options.settings)
+                .with_erase_host(Arc::new(FakeEraseHost::default())),
+        ),
         Arc::new(RivetHardwareManager::new(WiringSources::live(
             &options.settings,
             ctx.lldp.clone(),

@@ -179,7 +179,7 @@ async fn results_serialize_as_ipa_does() {
         .ok(
             "clean.execute_clean_step",
             json!({
-                "step": {"interface": "deploy", "step": "erase_devices_metadata",
+                "step": {"interface": "deploy", "step": "burnin_disk",
                          "abortable": true, "priority": 0, "requires_ramdisk": true},
                 "node": node(), "ports": [], "clean_version": null,
             }),
@@ -198,7 +198,7 @@ async fn results_serialize_as_ipa_does() {
                 "type": "CleaningError",
                 "code": 500,
                 "message": "Clean step failed",
-                "details": "erase_devices_metadata is not supported by this build of rivet-agent",
+                "details": "burnin_disk is not supported by this build of rivet-agent",
             },
             "command_result": null,
         })

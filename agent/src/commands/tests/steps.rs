@@ -199,7 +199,7 @@ async fn unimplemented_steps_fail_with_the_step_type_error() {
     for (step_type, name, type_, message) in [
         (
             StepType::Clean,
-            "erase_devices",
+            "erase_pstore",
             "CleaningError",
             "Clean step failed",
         ),
