@@ -99,7 +99,7 @@ pub struct Settings {
     pub lldp_timeout: Duration,
     /// rivet: listen for LLDP on every link from start-up (true).
     pub lldp_listen: bool,
-    /// rivet: send our own LLDPDU on links with carrier (false).
+    /// rivet: send our own LLDPDU on links with carrier (true).
     pub lldp_transmit: bool,
     /// rivet: expected cabling as JSON (`verify_wiring`'s `expected`), checked at inspection.
     pub expected_wiring: Option<String>,
@@ -224,7 +224,7 @@ impl Default for Settings {
             collect_lldp: false,
             lldp_timeout: Duration::from_secs(35),
             lldp_listen: true,
-            lldp_transmit: false,
+            lldp_transmit: true,
             expected_wiring: None,
             inspection_api_version: None,
             insecure: false,

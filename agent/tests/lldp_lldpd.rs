@@ -262,6 +262,11 @@ fn lldp_hears_lldpd_and_lldpd_hears_us() {
         if text.contains("rivet-test-node") {
             assert!(text.contains("rvnic0"), "port id: {text}");
             assert!(text.contains("rivet-agent"), "system description: {text}");
+            // lldpd decoded our LLDP-MED capabilities TLV: an endpoint of class I.
+            assert!(
+                text.contains("lldp-med") && text.contains("Generic Endpoint (Class I)"),
+                "LLDP-MED: {text}"
+            );
             break;
         }
         assert!(

@@ -54,7 +54,9 @@ pub fn listen_options(settings: &Settings) -> ListenOptions {
     ListenOptions {
         timeout: settings.lldp_timeout,
         end_early: true,
-        transmit_as: settings.lldp_transmit.then(|| {
+        // A process started by hand on a running system listens only: the host's links
+        // and its switches are not ours to announce on.
+        transmit_as: (settings.lldp_transmit && crate::init::running_as_init()).then(|| {
             crate::inventory::HostFs::new("/")
                 .attribute("proc/sys/kernel/hostname")
                 .unwrap_or_else(|| "rivet-agent".to_string())
