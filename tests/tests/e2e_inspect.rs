@@ -4,13 +4,12 @@
 //!
 //! Needs what tests/tests/e2e_boot.rs needs, plus lldpd (ci/setup). A missing one fails.
 
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use rivet_tests::e2e::{Lab, Medium, TRANSITION_TIMEOUT, VM_MAC};
 use rivet_tests::ironic::{node_summary, RealIronic};
-use rivet_tests::netns::TestNet;
+use rivet_tests::lldp_switch::{Switch, SWITCH};
 use rivet_tests::or_panic;
 use rivet_tests::vm::Firmware;
 use serde_json::Value;
@@ -20,88 +19,15 @@ use serde_json::Value;
 const KERNEL_ARGS: &str = "ipa-inspection-callback-url={api}/v1/continue_inspection \
     ipa-inspection-collectors=default,logs,lldp,pci-devices,numa-topology,dmi-decode \
     ipa-collect-lldp=1 rivet-lldp-transmit=1";
-/// What lldpd calls itself.
-const SWITCH: &str = "leaf-e2e";
 /// Bound from QEMU's start to the end of inspection: boot, DHCP, LLDP, collection, hooks.
 const INSPECTION_TIMEOUT: Duration = Duration::from_secs(420);
-
-/// lldpd on tap0 (the switch port the VM's NIC is cabled to), announcing every second.
-struct Switch {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Switch {
-    fn start(net: &TestNet) -> Result<Switch> {
-        let dir = tempfile::Builder::new()
-            .prefix("rivet-lldpd-")
-            .tempdir()
-            .context("creating lldpd's directory")?;
-        // lldpd's unprivileged half (user _lldpd) must reach its control socket.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .context("opening lldpd's directory to _lldpd")?;
-        let config = dir.path().join("lldpd.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "configure lldp tx-interval 1\n\
-                 configure system hostname {SWITCH}\n\
-                 configure lldp portidsubtype ifname\n"
-            ),
-        )
-        .context("writing lldpd.conf")?;
-        let log = std::fs::File::create(dir.path().join("lldpd.log")).context("lldpd.log")?;
-        let child = net
-            .command("lldpd")
-            .args(["-d", "-I", "tap0", "-u"])
-            .arg(dir.path().join("lldpd.socket"))
-            .arg("-O")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting lldpd in the namespace (apt-get install lldpd; ci/setup)")?;
-        Ok(Switch { child, dir })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("lldpd.log")).unwrap_or_default()
-    }
-
-    /// `lldpcli show neighbors details` as JSON text.
-    fn neighbors(&self, net: &TestNet) -> Result<String> {
-        let output = net
-            .command("lldpcli")
-            .arg("-u")
-            .arg(self.dir.path().join("lldpd.socket"))
-            .args(["-f", "json", "show", "neighbors", "details"])
-            .output()
-            .context("running lldpcli")?;
-        ensure!(
-            output.status.success(),
-            "lldpcli failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-}
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn inspection_of_a_vm_with_lldp_from_its_switch() {
     let lab = or_panic(Lab::create_with_args(KERNEL_ARGS));
     // lldpd, Ironic and the VM end with the thread that started them: all live in here.
     let outcome = lab.net.block_on(async {
-        let switch = or_panic(Switch::start(&lab.net));
+        let switch = or_panic(Switch::start(&lab.net, SWITCH));
         // Ironic keeps the `logs` collector's archive only in its deploy-logs directory (it
         // drops `logs` from the stored plugin data), and only with this option.
         let ironic = or_panic(

@@ -10,17 +10,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use rivet_agent::context::AgentContext;
 use rivet_agent::erase::io::DeviceFile;
 use rivet_agent::erase::metadata::erase_metadata;
-use rivet_agent::settings::Settings;
-use rivet_agent::steps::{GenericHardwareManager, HardwareManager, StepCall};
+use rivet_tests::host_step::run_generic_step as run_step;
 use rivet_tests::loopdev::{
     blkid_probe, make_file, md_superblock, require_root, require_tool, run, wipefs_signatures,
     write_at, LoopDevice,
 };
 use rivet_tests::or_panic;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -186,29 +184,6 @@ fn metadata_erase_clears_real_signatures_from_files() {
         or_panic(assert_clean(&path, &format!("{maker:?}")));
         std::fs::remove_file(&path).ok();
     }
-}
-
-/// Runs `step` of the generic manager with `rivet-host-disks` set to `disks`.
-fn run_step(step: &str, disks: &[&Path], info: Value) -> Result<Value> {
-    let settings = Settings {
-        host_disks: disks.iter().map(|p| p.to_path_buf()).collect(),
-        ..Settings::default()
-    };
-    let manager = GenericHardwareManager::new(&settings);
-    let node = json!({"uuid": "erase-host-test", "driver_internal_info": info});
-    let ports = json!([]);
-    let ctx = AgentContext::new(settings);
-    let args = serde_json::Map::new();
-    let call = StepCall {
-        args: &args,
-        node: &node,
-        ports: &ports,
-        progress: &ctx.progress,
-        ctx: &ctx,
-    };
-    manager
-        .execute(step, &call)
-        .map_err(|e| anyhow::anyhow!("{step}: {e}"))
 }
 
 /// A loop device over a new file of `size` bytes in `dir`.
