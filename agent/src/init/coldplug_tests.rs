@@ -281,6 +281,46 @@ fn settle_time_counts_from_the_end_of_slow_loading() {
     );
 }
 
+/// On a loaded host, loading the first devices' modules took longer than `max` on its own;
+/// the virtio-net device virtio_pci created must still be scanned and get its driver.
+#[test]
+fn devices_created_by_loading_are_scanned_even_after_max() {
+    let index = fixture_index();
+    let clock = FakeClock::default();
+    let loader = SlowLoader {
+        inner: FakeLoader::default(),
+        clock: &clock,
+        per_module: Duration::from_secs(3),
+    };
+    let devices = FakeDevices {
+        clock: &clock,
+        schedule: vec![
+            (
+                Duration::ZERO,
+                "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+            ),
+            (Duration::from_secs(6), "virtio:d00000001v00001AF4"),
+        ],
+    };
+    let report = coldplug(
+        &index,
+        &devices,
+        &loader,
+        &clock,
+        &ColdplugOptions::default(),
+    );
+    let loaded = loader.inner.loaded.borrow();
+    assert!(
+        clock.elapsed() > ColdplugOptions::default().max,
+        "the loading must outlast max for this test to mean anything"
+    );
+    assert!(
+        loaded.iter().any(|n| n == "virtio_net"),
+        "virtio_net not loaded: {loaded:?} ({} scans)",
+        report.scans
+    );
+}
+
 #[test]
 fn polling_is_bounded_when_devices_keep_coming() {
     let index = fixture_index();
