@@ -3,7 +3,9 @@
 //! `BLKZEROOUT` when the device offloads it and falls back to writing zeroes.
 
 use std::io;
+use std::sync::mpsc;
 
+use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
 use super::io::{AlignedBuf, BlockIo};
@@ -58,8 +60,7 @@ pub fn overwrite(
 ) -> io::Result<bool> {
     let size = io.size();
     let total = size.saturating_mul(passes.len() as u64);
-    let mut buf = AlignedBuf::zeroed(CHUNK.min(size.max(1)) as usize);
-    let mut rng = rand::rngs::StdRng::from_entropy();
+    let chunk = CHUNK.min(size.max(1)) as usize;
     let mut offloaded = false;
     for (index, pass) in passes.iter().enumerate() {
         let base = size * index as u64;
@@ -71,34 +72,82 @@ pub fn overwrite(
                 total,
             })
         };
-        if *pass == Pass::Zeroes && try_zeroout {
-            match zero_out_all(io, &mut report) {
-                Ok(()) => {
-                    offloaded = true;
-                    continue;
+        match pass {
+            Pass::Random => random_pass(io, chunk, &mut report)?,
+            Pass::Zeroes => {
+                if try_zeroout {
+                    match zero_out_all(io, &mut report) {
+                        Ok(()) => {
+                            offloaded = true;
+                            continue;
+                        }
+                        Err(e) if unsupported(&e) => tracing::info!(
+                            "BLKZEROOUT is not available ({e}); writing zeroes instead"
+                        ),
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e) if unsupported(&e) => {
-                    tracing::info!("BLKZEROOUT is not available ({e}); writing zeroes instead")
+                let buf = AlignedBuf::zeroed(chunk);
+                let mut offset = 0;
+                while offset < size {
+                    let len = (size - offset).min(buf.len() as u64) as usize;
+                    io.write_at(offset, &buf.as_slice()[..len])?;
+                    offset += len as u64;
+                    report(offset)?;
                 }
-                Err(e) => return Err(e),
             }
-        }
-        if *pass == Pass::Zeroes {
-            buf.as_mut_slice().fill(0);
-        }
-        let mut offset = 0;
-        while offset < size {
-            let len = (size - offset).min(buf.len() as u64) as usize;
-            if *pass == Pass::Random {
-                rng.fill_bytes(&mut buf.as_mut_slice()[..len]);
-            }
-            io.write_at(offset, &buf.as_slice()[..len])?;
-            offset += len as u64;
-            report(offset)?;
         }
         io.sync()?;
     }
     Ok(offloaded)
+}
+
+/// One pass of random data over the whole device. A generator thread fills the next buffer
+/// while the current one is written, so the pass runs at the device's speed rather than at
+/// the sum of generating and writing (Xoshiro256++: hiding data needs no cryptographic
+/// generator, as shred's ISAAC).
+fn random_pass(
+    io: &mut dyn BlockIo,
+    chunk: usize,
+    report: &mut dyn FnMut(u64) -> io::Result<()>,
+) -> io::Result<()> {
+    let size = io.size();
+    let (filled_tx, filled_rx) = mpsc::sync_channel::<AlignedBuf>(1);
+    let (empty_tx, empty_rx) = mpsc::channel::<AlignedBuf>();
+    for _ in 0..3 {
+        // The receiver lives until the generator ends, below.
+        let _ = empty_tx.send(AlignedBuf::zeroed(chunk));
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut rng = SmallRng::from_entropy();
+            while let Ok(mut buf) = empty_rx.recv() {
+                rng.fill_bytes(buf.as_mut_slice());
+                if filled_tx.send(buf).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut offset = 0;
+        let mut write_all = || -> io::Result<()> {
+            while offset < size {
+                let buf = filled_rx
+                    .recv()
+                    .map_err(|_| io::Error::other("the random data generator stopped"))?;
+                let len = (size - offset).min(buf.len() as u64) as usize;
+                io.write_at(offset, &buf.as_slice()[..len])?;
+                offset += len as u64;
+                report(offset)?;
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        };
+        let result = write_all();
+        // Both ends closed: the generator's next send or receive fails and it ends.
+        drop(filled_rx);
+        drop(empty_tx);
+        result
+    })
 }
 
 fn zero_out_all(

@@ -4,7 +4,8 @@
 //! 1. Overwrite throughput: rivet's `erase_devices` (one random pass, as
 //!    `agent_erase_devices_iterations=1`, secure erase off) against
 //!    `dd if=/dev/zero oflag=direct` with the same 4 MiB block size to the same loop device
-//!    (`--direct-io=on`, so the page cache is not measured), interleaved, `--rounds` times.
+//!    (`--direct-io=on`, so the page cache is not measured), after one untimed pass,
+//!    interleaved in alternating order, `--rounds` times.
 //! 2. Concurrency: `--devices` loop devices, each throttled to `--throttle-mbps` MB/s of
 //!    writes (the blkio cgroup's `throttle.write_bps_device`, so each behaves like a disk of
 //!    its own rather than all sharing this machine's one), erased by one `erase_devices`
@@ -37,7 +38,7 @@ struct Options {
 fn options() -> Result<Options> {
     let mut o = Options {
         size_mib: 1024,
-        rounds: 3,
+        rounds: 5,
         devices: 4,
         device_mib: 256,
         throttle_mbps: 50,
@@ -191,10 +192,18 @@ fn main() -> Result<()> {
 
     let size = o.size_mib * MIB;
     let disk = Disk::create(dir.path(), "single.img", size)?;
+    // One untimed pass first: the first writes into a preallocated file convert its
+    // extents, which would penalise whichever writer came first.
+    dd(&disk.path, size)?;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..o.rounds {
-        theirs.push(dd(&disk.path, size)?);
-        ours.push(erase(&[&disk.path])?);
+    for round in 0..o.rounds {
+        if round % 2 == 0 {
+            theirs.push(dd(&disk.path, size)?);
+            ours.push(erase(&[&disk.path])?);
+        } else {
+            ours.push(erase(&[&disk.path])?);
+            theirs.push(dd(&disk.path, size)?);
+        }
     }
     drop(disk);
     let (ours, theirs) = (median(ours), median(theirs));
