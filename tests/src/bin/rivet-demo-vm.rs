@@ -1,0 +1,283 @@
+//! The README's main job, part 2: the rivet ISO boots in a QEMU VM (UEFI, USB virtual media,
+//! TCG) inside a test network namespace with dnsmasq, a real lldpd as the switch on the VM's
+//! tap, and the real Ironic 39 on the bridge (`[deploy] fast_track`, so one boot of the agent
+//! serves every stage, as Metal3 runs it). Ironic then drives the one agent through:
+//!
+//! 1. inspection (`agent` inspect interface): inventory, LLDP neighbour, ports;
+//! 2. a manual clean with `erase_devices_express`: the NVMe disk, filled with a pattern by the
+//!    host, is formatted and must read back as zeroes afterwards;
+//!
+//! printing each stage, the agent's progress lines from the VM console as they appear, and
+//! the times.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use rivet_tests::e2e::{Lab, TRANSITION_TIMEOUT, VM_MAC};
+use rivet_tests::ironic::{node_summary, RealIronic};
+use rivet_tests::lldp_switch::{Switch, SWITCH};
+use rivet_tests::vm::{BootMedium, DiskBus, Firmware, Vm, VmBuilder};
+use serde_json::{json, Value};
+
+/// Inspection with LLDP, and the settings every stage needs.
+const KERNEL_ARGS: &str = "ipa-inspection-callback-url={api}/v1/continue_inspection \
+    ipa-inspection-collectors=default,logs,lldp ipa-collect-lldp=1";
+/// Bound of each stage that needs the agent, under TCG on a loaded machine.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The virtio disk: the deploy target (sparse).
+const VIRTIO_BYTES: u64 = 4 << 30;
+/// The NVMe disk the host fills before the boot and checks after the erase.
+const NVME_BYTES: u64 = 256 << 20;
+const FILL: u8 = 0xa5;
+
+fn main() {
+    if let Err(err) = demo() {
+        eprintln!("rivet-demo-vm: FAILED: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Prints with the time since the start.
+struct Say(Instant);
+
+impl Say {
+    fn line(&self, text: impl AsRef<str>) {
+        println!(
+            "[{:6.1}s] {}",
+            self.0.elapsed().as_secs_f64(),
+            text.as_ref()
+        );
+    }
+}
+
+/// Echoes the VM console's agent progress lines that were not printed yet.
+struct ConsoleEcho {
+    printed: usize,
+}
+
+impl ConsoleEcho {
+    fn echo(&mut self, say: &Say, vm: &Vm) {
+        let text = vm.console_text();
+        let lines: Vec<&str> = text.lines().collect();
+        for line in lines.iter().skip(self.printed) {
+            if line.contains("progress:") {
+                say.line(format!("  vm | {}", line.trim()));
+            }
+        }
+        self.printed = lines.len();
+    }
+}
+
+fn demo() -> Result<()> {
+    let say = Say(Instant::now());
+    say.line("building the ramdisk ISO (Debian kernel, static rivet-agent) ...");
+    let lab = Lab::create_with_args(KERNEL_ARGS)?;
+    let kernel = lab.image.size_of(&lab.image.kernel())?;
+    let initramfs = lab.image.size_of(&lab.image.initramfs())?;
+    say.line(format!(
+        "ISO {} ready: kernel + initramfs {:.1} MB (IPA's: 451 MB)",
+        lab.image.iso().display(),
+        (kernel + initramfs) as f64 / 1e6
+    ));
+    lab.net
+        .block_on(stages(&say, &lab))
+        .context("entering the test namespace")?
+}
+
+async fn stages(say: &Say, lab: &Lab) -> Result<()> {
+    let switch = Switch::start(&lab.net, SWITCH)?;
+    let ironic = RealIronic::start_in_with(&lab.net, &[("deploy", "fast_track", "true")]).await?;
+    say.line(format!(
+        "real Ironic 39 at {} (fast track), lldpd `{SWITCH}` on the VM's switch port",
+        ironic.url()
+    ));
+    let node = ironic.create_node("rivet-demo-vm").await?;
+    let uuid = node["uuid"]
+        .as_str()
+        .context("node without uuid")?
+        .to_owned();
+    ironic.create_port(&uuid, VM_MAC).await?;
+    ironic.manage(&uuid).await?;
+    ironic
+        .wait_for_provision_state(&uuid, "manageable", TRANSITION_TIMEOUT)
+        .await?;
+    ironic.inspect(&uuid).await?;
+    ironic
+        .wait_for_provision_state(&uuid, "inspect wait", TRANSITION_TIMEOUT)
+        .await?;
+    say.line(format!("node {uuid} enrolled; inspection started"));
+
+    let mut vm = VmBuilder::new("demo")
+        .firmware(Firmware::Uefi)
+        .boot(BootMedium::UsbCd(lab.image.iso()))
+        .disk(DiskBus::VirtioBlk, VIRTIO_BYTES)
+        .disk_filled(DiskBus::Nvme, NVME_BYTES, FILL)
+        .nic("tap0", VM_MAC)
+        .start(&lab.net)?;
+    say.line("VM started: UEFI, the ISO as USB virtual media, a virtio and an NVMe disk");
+    let result = drive(say, &ironic, &uuid, &mut vm).await;
+    let result = result.map_err(|e| {
+        e.context(format!(
+            "{}\nlldpd:\n{}\nIronic's log: {}",
+            vm.failure_report(),
+            switch.log(),
+            ironic.log_path().display()
+        ))
+    });
+    result?;
+    vm.stop();
+    let nvme = vm.disk_image(1)?;
+    check_zeroes(&nvme)?;
+    say.line(format!(
+        "host check: the NVMe disk image {} ({} MiB, filled with {FILL:#04x} before the boot) \
+         reads back as zeroes",
+        nvme.display(),
+        NVME_BYTES >> 20
+    ));
+    say.line("done");
+    Ok(())
+}
+
+async fn drive(say: &Say, ironic: &RealIronic, uuid: &str, vm: &mut Vm) -> Result<()> {
+    let mut echo = ConsoleEcho { printed: 0 };
+    let started = vm.started();
+    let inspected = ironic
+        .watch_node(uuid, STAGE_TIMEOUT, "the end of inspection", |node| {
+            vm.ensure_running()?;
+            echo.echo(say, vm);
+            match node["provision_state"].as_str() {
+                Some("manageable") => Ok(Some(node.clone())),
+                Some("inspect failed") => {
+                    anyhow::bail!("inspection failed: {}", node_summary(node))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    ensure!(
+        inspected["last_error"].is_null(),
+        "inspection: {}",
+        node_summary(&inspected)
+    );
+    let inventory = ironic.inventory(uuid).await?;
+    say.line(format!(
+        "1/2 inspected {:.1} s after QEMU started:",
+        started.elapsed().as_secs_f64()
+    ));
+    for line in inventory_summary(&inventory["inventory"]) {
+        say.line(format!("    {line}"));
+    }
+    let ports = ironic
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/nodes/{uuid}/ports?detail=True"),
+            None,
+        )
+        .await?;
+    if let Some(link) = ports["ports"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["address"] == VM_MAC))
+        .map(|p| &p["local_link_connection"])
+    {
+        say.line(format!(
+            "    port {VM_MAC}: local_link_connection from LLDP = {link}"
+        ));
+    }
+
+    let steps = json!([{"interface": "deploy", "step": "erase_devices_express", "args": {}}]);
+    ironic.clean(uuid, steps).await?;
+    say.line("2/2 manual clean with erase_devices_express started");
+    let clean_started = Instant::now();
+    let cleaned = ironic
+        .watch_node(uuid, STAGE_TIMEOUT, "the end of cleaning", |node| {
+            vm.ensure_running()?;
+            echo.echo(say, vm);
+            match node["provision_state"].as_str() {
+                Some("manageable") => Ok(Some(node.clone())),
+                Some("clean failed") => anyhow::bail!("cleaning failed: {}", node_summary(node)),
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    ensure!(
+        cleaned["last_error"].is_null(),
+        "cleaning: {}",
+        node_summary(&cleaned)
+    );
+    echo.echo(say, vm);
+    say.line(format!(
+        "2/2 erased in {:.1} s; the node is manageable again",
+        clean_started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// A few readable lines from the inventory Ironic stored.
+fn inventory_summary(inventory: &Value) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "system: {} {} ({} boot)",
+            inventory["system_vendor"]["manufacturer"]
+                .as_str()
+                .unwrap_or("?"),
+            inventory["system_vendor"]["product_name"]
+                .as_str()
+                .unwrap_or("?"),
+            inventory["boot"]["current_boot_mode"]
+                .as_str()
+                .unwrap_or("?")
+        ),
+        format!(
+            "cpu: {} x {} ({})",
+            inventory["cpu"]["count"],
+            inventory["cpu"]["model_name"].as_str().unwrap_or("?"),
+            inventory["cpu"]["architecture"].as_str().unwrap_or("?")
+        ),
+        format!("memory: {} MiB", inventory["memory"]["physical_mb"]),
+    ];
+    for disk in inventory["disks"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "disk {}: {} bytes, model {:?}, serial {:?}",
+            disk["name"].as_str().unwrap_or("?"),
+            disk["size"],
+            disk["model"].as_str().unwrap_or(""),
+            disk["serial"].as_str().unwrap_or("")
+        ));
+    }
+    for nic in inventory["interfaces"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "nic {} {} ({}), {} LLDP TLVs heard",
+            nic["name"].as_str().unwrap_or("?"),
+            nic["mac_address"].as_str().unwrap_or("?"),
+            nic["driver"].as_str().unwrap_or("?"),
+            nic["lldp"].as_array().map_or(0, Vec::len)
+        ));
+    }
+    lines
+}
+
+/// Fails unless every byte of the file is zero.
+fn check_zeroes(path: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+            anyhow::bail!(
+                "{} has {:#04x} at byte {}: not erased",
+                path.display(),
+                buf[i],
+                offset + i as u64
+            );
+        }
+        offset += n as u64;
+    }
+}
