@@ -7,6 +7,7 @@ pub mod e2e;
 pub mod image;
 pub mod in_process;
 pub mod ironic;
+pub mod ironic_iso;
 pub mod loopdev;
 pub mod net;
 pub mod netns;
