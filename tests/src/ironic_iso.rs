@@ -1,9 +1,9 @@
 //! Deploy ISOs built by Ironic 39's own code, the way its redfish virtual-media boot
 //! interface builds them for a DHCP-less node (spec §9.2-§9.4): `ci/ironic/vmedia_iso` runs
-//! `ironic.common.images.create_boot_iso` (BIOS, isolinux) from the Ironic venv around the
-//! kernel and initramfs of a [`BootImage`], with the publisher id and kernel command line
-//! Ironic generates and the files it injects (network_data.json, the API's CA and
-//! `ironic-tls.conf`).
+//! `ironic.common.images.create_boot_iso` from the Ironic venv around the kernel and
+//! initramfs of a [`BootImage`] (BIOS: isolinux; UEFI: the image's `esp.img` as the node's
+//! bootloader), with the publisher id and kernel command line Ironic generates and the files
+//! it injects (network_data.json, the API's CA and `ironic-tls.conf`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
 
 use crate::image::BootImage;
-use crate::vm::which;
+use crate::vm::{which, Firmware};
 
 /// The script, relative to the checkout.
 const SCRIPT: &str = "ci/ironic/vmedia_iso";
@@ -24,8 +24,11 @@ pub const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
 pub const LDLINUX_C32: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
 
 /// What to put into the ISO.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IronicIsoRequest {
+    /// The node's boot mode: BIOS (isolinux) or UEFI (the image's ESP at
+    /// `boot/grub/efiboot.img`, Ironic's grub.cfg at `EFI/BOOT/grub.cfg`).
+    pub firmware: Firmware,
     /// The node's `driver_info.kernel_append_params` (`%default%` stands for Ironic's
     /// `[redfish]kernel_append_params`, "nofb vga=normal").
     pub kernel_append: String,
@@ -51,14 +54,18 @@ pub struct IronicIso {
     pub label: String,
 }
 
-/// Fails naming the Debian package when a host tool Ironic's ISO code needs is missing.
-pub fn check_prerequisites() -> Result<()> {
+/// Fails naming the Debian package when a host tool Ironic's ISO code needs for `firmware`
+/// is missing.
+pub fn check_prerequisites(firmware: Firmware) -> Result<()> {
     for (tool, package) in [("mkisofs", "genisoimage"), ("zstd", "zstd")] {
         ensure!(
             which(tool).is_some(),
             "{tool} is not on PATH: Ironic's create_boot_iso runs it (Debian: apt-get install \
              {package}; ci/setup installs it)"
         );
+    }
+    if firmware == Firmware::Uefi {
+        return Ok(());
     }
     for (file, package) in [(ISOLINUX_BIN, "isolinux"), (LDLINUX_C32, "syslinux-common")] {
         ensure!(
@@ -73,7 +80,7 @@ pub fn check_prerequisites() -> Result<()> {
 /// Builds `output` from `image`'s kernel and initramfs with Ironic's code, then checks that
 /// its primary volume descriptor carries the label and publisher Ironic reported.
 pub fn build(image: &BootImage, request: &IronicIsoRequest, output: &Path) -> Result<IronicIso> {
-    check_prerequisites()?;
+    check_prerequisites(request.firmware)?;
     let python = crate::ironic::ironic_venv()?.join("bin/python");
     let script = crate::workspace_root().join(SCRIPT);
     let mut command = Command::new(&python);
@@ -95,6 +102,13 @@ pub fn build(image: &BootImage, request: &IronicIsoRequest, output: &Path) -> Re
     }
     if let Some(path) = &request.api_ca_file {
         command.arg("--api-ca-file").arg(path);
+    }
+    if request.firmware == Firmware::Uefi {
+        command
+            .arg("--boot-mode")
+            .arg("uefi")
+            .arg("--esp-image")
+            .arg(image.esp());
     }
     let out = command
         .output()

@@ -4,12 +4,13 @@
 //! of rivet's image, the way the redfish virtual-media boot interface builds it: label
 //! `config-2`, a fresh publisher uuid that is also `ir_pub_id` on the kernel command line,
 //! the node's network_data.json at `openstack/latest/`, the API's CA with `ironic-tls.conf`.
-//! The VM boots it (BIOS, isolinux, the ISO in a CD drive) in a test namespace where no DHCP
-//! server runs; the agent must find that ISO by its publisher, apply the static network,
+//! The VM boots it in a test namespace where no DHCP server runs (two tests: BIOS with
+//! isolinux from a CD drive; UEFI with rivet's esp.img as the node's bootloader, from USB
+//! virtual media); the agent must find that ISO by its publisher, apply the static network,
 //! reach the real Ironic 39, heartbeat from its static address and run a manual clean.
 //!
 //! ```text
-//!  netns                                       VM (SeaBIOS, Ironic's ISO as CD)
+//!  netns                                       VM (Ironic's ISO: BIOS CD or UEFI USB CD)
 //!  br0 10.77.0.1/24 (Ironic :6385) ── tap0 ──  eth0 52:54:00:77:00:01
 //!  no dnsmasq                                   10.77.0.60/24 via 10.77.0.1, DNS 10.77.0.1
 //!                                               (from network_data.json on the ISO)
@@ -20,8 +21,8 @@
 //! into it is computed by Ironic's functions all the same.
 //!
 //! Needs what tests/tests/e2e_boot.rs needs (root, QEMU, the Ironic venv, the static agent,
-//! rivet-image-builder) plus Ironic's ISO tools: mkisofs (genisoimage), isolinux,
-//! syslinux-common, zstd. A missing one fails the test.
+//! rivet-image-builder) plus Ironic's ISO tools: mkisofs (genisoimage), zstd, and for BIOS
+//! isolinux and syslinux-common. A missing one fails the test.
 
 use std::net::Ipv4Addr;
 
@@ -54,9 +55,22 @@ fn network_data(gateway: Ipv4Addr) -> String {
     )
 }
 
+/// BIOS: isolinux, the ISO in an AHCI CD drive.
 #[test]
 fn ironic_built_config_2_iso_boots_without_dhcp_and_cleans() {
-    or_panic(ironic_iso::check_prerequisites());
+    boot_ironic_iso("ironic-vmedia-bios", Firmware::Bios);
+}
+
+/// UEFI: the image's esp.img as the node's bootloader (its GRUB finds the `config-2` volume
+/// and Ironic's `EFI/BOOT/grub.cfg` on it), the ISO as BMC-style USB virtual media.
+#[test]
+fn ironic_built_uefi_config_2_iso_boots_without_dhcp_and_cleans() {
+    boot_ironic_iso("ironic-vmedia-uefi", Firmware::Uefi);
+}
+
+/// The scenario: Ironic's ISO for `firmware`, booted without DHCP, cleans a node.
+fn boot_ironic_iso(name: &str, firmware: Firmware) {
+    or_panic(ironic_iso::check_prerequisites(firmware));
     let net = or_panic(TestNet::create(TestNetConfig::default()));
     let api_url = RealIronic::url_in(&net);
 
@@ -65,12 +79,13 @@ fn ironic_built_config_2_iso_boots_without_dhcp_and_cleans() {
     let image = or_panic(boot_image(&kernel_args(&api_url)));
     let work = tempfile::tempdir_in(target_dir()).expect("a work directory under target/");
     let json = work.path().join("network_data.json");
-    std::fs::write(&json, network_data(net.bridge_address())).unwrap();
+    std::fs::write(&json, network_data(net.bridge_address())).expect("writing network_data.json");
     let ca = work.path().join("ironic-ca.pem");
     let cert = rcgen::generate_simple_self_signed(vec![net.bridge_address().to_string()])
         .expect("a self-signed certificate");
-    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    std::fs::write(&ca, cert.cert.pem()).expect("writing the CA file");
     let request = IronicIsoRequest {
+        firmware,
         kernel_append: "%default% console=ttyS0,115200n8".into(),
         params: vec![
             ("ipa-api-url".into(), api_url.clone()),
@@ -103,11 +118,16 @@ fn ironic_built_config_2_iso_boots_without_dhcp_and_cleans() {
 
     let done = net.block_on(async {
         let ironic = or_panic(RealIronic::start_in(&net).await);
-        let uuid = or_panic(enroll_for_clean(&ironic, "rivet-e2e-ironic-vmedia", &[VM_MAC]).await);
+        let uuid =
+            or_panic(enroll_for_clean(&ironic, &format!("rivet-e2e-{name}"), &[VM_MAC]).await);
+        let medium = match firmware {
+            Firmware::Bios => BootMedium::Cd(iso.path.clone()),
+            Firmware::Uefi => BootMedium::UsbCd(iso.path.clone()),
+        };
         let mut vm = or_panic(
-            VmBuilder::new("ironic-vmedia")
-                .firmware(Firmware::Bios)
-                .boot(BootMedium::Cd(iso.path.clone()))
+            VmBuilder::new(name)
+                .firmware(firmware)
+                .boot(medium)
                 .disk(DiskBus::VirtioBlk, 2 << 30)
                 .nic("tap0", VM_MAC)
                 .start(&net),
@@ -173,7 +193,7 @@ fn ironic_built_config_2_iso_boots_without_dhcp_and_cleans() {
     });
     let first_heartbeat = or_panic(done);
     eprintln!(
-        "Ironic's config-2 ISO without DHCP: first accepted heartbeat {first_heartbeat:.1?} \
-         after QEMU started"
+        "{name}: Ironic's config-2 ISO without DHCP: first accepted heartbeat \
+         {first_heartbeat:.1?} after QEMU started"
     );
 }
