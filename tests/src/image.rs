@@ -39,6 +39,11 @@ impl BootImage {
         self.dir.join("initramfs.img")
     }
 
+    /// The FAT ESP image with GRUB (usable as Ironic's `bootloader` / `[DEFAULT]esp_image`).
+    pub fn esp(&self) -> PathBuf {
+        self.dir.join("esp.img")
+    }
+
     /// Size in bytes of one of the outputs.
     pub fn size_of(&self, path: &Path) -> Result<u64> {
         Ok(std::fs::metadata(path)

@@ -8,6 +8,7 @@ pub mod host_step;
 pub mod image;
 pub mod in_process;
 pub mod ironic;
+pub mod ironic_iso;
 pub mod lldp_switch;
 pub mod loopdev;
 pub mod net;
