@@ -317,30 +317,34 @@ fn respond(
     Ok(build(response, body)?)
 }
 
-/// `count` bytes of `iso` from `start`, read on a blocking thread a chunk ahead of the
-/// client; the reading stops when the client goes away.
-fn stream(mut iso: Spliced<File>, start: u64, count: u64) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(2);
-    tokio::task::spawn_blocking(move || {
-        if let Err(error) = iso.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(error));
-            return;
-        }
-        let mut left = count;
-        while left > 0 {
-            let mut chunk = vec![0u8; CHUNK.min(left) as usize];
-            if let Err(error) = iso.read_exact(&mut chunk) {
+/// `count` bytes of `iso` from `start`, one chunk at a time as the client takes them. Each
+/// chunk is read on the blocking pool, which is held only while reading: a slow client
+/// (a BMC on a thin link) must not keep a blocking thread the database readers need.
+fn stream(iso: Spliced<File>, start: u64, count: u64) -> Body {
+    let chunks =
+        futures_util::stream::unfold((Some(iso), start, count), |(iso, at, left)| async move {
+            let mut iso = iso.filter(|_| left > 0)?;
+            let len = CHUNK.min(left) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut chunk = vec![0u8; len];
+                let result = iso
+                    .seek(SeekFrom::Start(at))
+                    .and_then(|_| iso.read_exact(&mut chunk));
+                (iso, result.map(|()| chunk))
+            })
+            .await;
+            let failed = |error: io::Error| {
                 tracing::warn!(%error, "reading the base ISO for a node ISO");
-                let _ = tx.blocking_send(Err(error));
-                return;
+                Some((Err(error), (None, at, 0)))
+            };
+            match read {
+                Ok((iso, Ok(chunk))) => {
+                    let next = (Some(iso), at + len as u64, left - len as u64);
+                    Some((Ok(Bytes::from(chunk)), next))
+                }
+                Ok((_, Err(error))) => failed(error),
+                Err(error) => failed(io::Error::other(error)),
             }
-            left -= chunk.len() as u64;
-            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
-                return;
-            }
-        }
-    });
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+        });
+    Body::from_stream(chunks)
 }
