@@ -88,9 +88,11 @@ async fn node_isos_are_the_base_with_the_nodes_bundle() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = SigningKey::from_pem(&std::fs::read_to_string(fixture("bundle-signing.pem"))?)?;
     let base =
-        rivet_image_builder::sample_iso::build(dir.path(), 64 << 10, Some(&key.public_key()))?;
+        rivet_image_builder::sample_iso::build(dir.path(), 1 << 20, Some(&key.public_key()))?;
     let base_bytes = std::fs::read(&base)?;
     let len = base_bytes.len();
+    // Several of the server's 256 KiB chunks.
+    assert!(len > 1 << 20, "{len} bytes");
     let state = customize::read_state(&mut std::fs::File::open(&base)?)?;
     let server = Server::start_with(
         false,
