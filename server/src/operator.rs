@@ -44,12 +44,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(network_data::clear),
         )
         .route("/v1/nodes/{node}/iso", get(iso::get_iso))
+        .route("/v1/nodes/{node}/iso-url", post(iso::signed::make_url))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_operator,
         ));
     Router::new()
         .route("/v1/openapi.json", get(openapi))
+        // Signed and expiring instead of the operator token (for BMCs).
+        .route("/v1/isos/{node}", get(iso::signed::get_signed))
         .merge(protected)
         .with_state(state)
 }

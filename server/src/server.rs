@@ -22,7 +22,7 @@ use crate::app::{self, AppState};
 use crate::db::{now_ms, Database, DbError};
 use crate::error::ApiError;
 use crate::iso::{IsoError, IsoSource};
-use crate::settings::{ServeSettings, TlsMode, AUTO_TLS_CERT_FILE};
+use crate::settings::{ServeSettings, TlsMode, AUTO_TLS_CERT_FILE, ISO_URL_KEY_FILE};
 use crate::tls::{self, TlsError};
 use crate::token;
 
@@ -101,7 +101,12 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServer, ServeError>
         Some(iso) => {
             let auto_ca =
                 (settings.tls == TlsMode::Auto).then(|| settings.data_dir.join(AUTO_TLS_CERT_FILE));
-            Some(Arc::new(IsoSource::load(iso, auto_ca.as_deref())?))
+            let url_key = settings.data_dir.join(ISO_URL_KEY_FILE);
+            Some(Arc::new(IsoSource::load(
+                iso,
+                auto_ca.as_deref(),
+                &url_key,
+            )?))
         }
         None => None,
     };

@@ -87,3 +87,5 @@ pub const DATABASE_FILE: &str = "rivet.db";
 pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
 pub const AUTO_TLS_CERT_FILE: &str = "server.crt";
 pub const AUTO_TLS_KEY_FILE: &str = "server.key";
+/// The key node ISO URLs are signed with (made on first start with `--iso-base`).
+pub const ISO_URL_KEY_FILE: &str = "iso-url-key";

@@ -278,6 +278,53 @@ async fn node_isos_are_the_base_with_the_nodes_bundle() -> Result<()> {
         .await?;
     assert_eq!(anonymous.status(), 401);
 
+    // A signed URL needs no token, for BMCs; a changed signature, node or expiry is refused.
+    let (status, made) = server
+        .operator(Method::POST, "/v1/nodes/n1/iso-url?ttl=600", None)
+        .await?;
+    assert_eq!(status, 200, "{made}");
+    let url = made["url"].as_str().context("url")?.to_string();
+    assert!(
+        url.starts_with(&format!("{}/v1/isos/{uuid}?expires=", server.url())),
+        "{url}"
+    );
+    let http = server.http()?;
+    let part = http.get(&url).header(RANGE, "bytes=-5000").send().await?;
+    assert_eq!(part.status(), 206);
+    ensure!(
+        part.bytes().await? == expected[len - 5000..],
+        "signed URL: wrong bytes"
+    );
+    let head = http.head(&url).send().await?;
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()[CONTENT_LENGTH], len.to_string().as_str());
+    let (signed_part, last) = url.split_at(url.len() - 1);
+    let flipped = format!("{signed_part}{}", if last == "0" { "1" } else { "0" });
+    let later = url.replace("?expires=", "?expires=9");
+    let other = add_node(&server, "n2", &["52:54:00:00:00:02"]).await?;
+    let other_uuid = other["uuid"].as_str().context("uuid")?;
+    let elsewhere = url.replace(uuid, other_uuid);
+    let unsigned = format!("{}/v1/isos/{uuid}", server.url());
+    for bad in [&flipped, &later, &elsewhere, &unsigned] {
+        let answer = http.get(bad.as_str()).send().await?;
+        assert_eq!(answer.status(), 403, "{bad}");
+    }
+    let (status, _) = server
+        .operator(Method::POST, "/v1/nodes/n1/iso-url?ttl=0", None)
+        .await?;
+    assert_eq!(status, 400);
+    let (_, short) = server
+        .operator(Method::POST, "/v1/nodes/n1/iso-url?ttl=1", None)
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = http
+        .get(short["url"].as_str().context("url")?)
+        .send()
+        .await?;
+    assert_eq!(expired.status(), 403);
+    let text = expired.text().await?;
+    assert!(text.contains("expired"), "{text}");
+
     // The CLI writes the same file.
     let out = dir.path().join("cli.iso");
     let (ok, stdout, stderr) = server.cli(&["node", "iso", "n1", "-o", &out.to_string_lossy()])?;

@@ -241,6 +241,14 @@ pub enum NodeCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Print a URL of the node's ISO that needs no token (for a BMC's virtual media),
+    /// signed by the server and valid for --ttl seconds.
+    IsoUrl {
+        node: String,
+        /// Seconds the URL stays valid (at most 30 days).
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

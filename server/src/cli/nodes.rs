@@ -128,6 +128,11 @@ pub async fn node(client: &OperatorClient, command: NodeCommand) -> Result<ExitC
                 println!("wrote {} ({bytes} bytes)", output.display());
             }
         }
+        NodeCommand::IsoUrl { node, ttl } => {
+            let path = format!("/v1/nodes/{}/iso-url?ttl={ttl}", segment(&node));
+            let answer = client.call(Method::POST, &path, None).await?;
+            println!("{}", text(&answer, "url").unwrap_or_default());
+        }
         NodeCommand::Delete { node } => {
             client
                 .call(

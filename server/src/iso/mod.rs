@@ -7,6 +7,7 @@
 
 pub mod network_data;
 pub mod range;
+pub mod signed;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -49,6 +50,8 @@ pub enum IsoError {
     },
     #[error("the base ISO {}: {message}", path.display())]
     Base { path: PathBuf, message: String },
+    #[error("the key of node ISO URLs: {0}")]
+    UrlKey(String),
 }
 
 /// Identifies one version of the base ISO file: a replaced or rewritten file is rescanned.
@@ -79,6 +82,8 @@ pub struct IsoSource {
     ca: Option<String>,
     /// PEM; parsed per request (ring's key pair is not `Clone`, parsing takes microseconds).
     signing_key: Option<String>,
+    /// Signs the token-less URLs BMCs are given ([`signed`]).
+    url_key: signed::UrlKey,
     scanned: Mutex<Option<(FileId, Arc<Base>)>>,
 }
 
@@ -93,8 +98,12 @@ struct Prepared {
 impl IsoSource {
     /// Reads the CA and the signing key and checks the base ISO, so a misconfiguration
     /// stops `serve` instead of failing each download. `auto_ca` is the auto-TLS certificate
-    /// (used when `settings.ca` is not given).
-    pub fn load(settings: &IsoSettings, auto_ca: Option<&Path>) -> Result<IsoSource, IsoError> {
+    /// (used when `settings.ca` is not given); `url_key` the file of the URL signing key.
+    pub fn load(
+        settings: &IsoSettings,
+        auto_ca: Option<&Path>,
+        url_key: &Path,
+    ) -> Result<IsoSource, IsoError> {
         let read = |what: &'static str, path: &Path| {
             std::fs::read_to_string(path).map_err(|source| IsoError::Read {
                 what,
@@ -121,6 +130,7 @@ impl IsoSource {
             base: settings.base.clone(),
             ca,
             signing_key,
+            url_key: signed::UrlKey::load_or_create(url_key)?,
             scanned: Mutex::new(None),
         };
         let probe = Contents {
@@ -204,6 +214,10 @@ pub fn bundle_settings(node_uuid: &str, api_url: &str) -> String {
     format!("# rivet-server, node {node_uuid}\nipa-api-url={api_url}\n")
 }
 
+fn no_isos() -> ApiError {
+    ApiError::not_found("this server hands out no ISOs: start it with --iso-base FILE")
+}
+
 /// `GET`/`HEAD /v1/nodes/{node}/iso`.
 pub async fn get_iso(
     State(app): State<AppState>,
@@ -211,9 +225,18 @@ pub async fn get_iso(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, OperatorError> {
-    let source = app.iso.clone().ok_or_else(|| {
-        ApiError::not_found("this server hands out no ISOs: start it with --iso-base FILE")
-    })?;
+    let source = app.iso.clone().ok_or_else(no_isos)?;
+    serve(app, source, ident, method, headers).await
+}
+
+/// The ISO of node `ident` (UUID or name), for a request with `method` and `headers`.
+async fn serve(
+    app: AppState,
+    source: Arc<IsoSource>,
+    ident: String,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, OperatorError> {
     let (node, network_data) = app
         .db
         .read(move |conn| {
