@@ -145,7 +145,7 @@ impl IsoSource {
         Ok(source)
     }
 
-    /// The scan of the base ISO `file` is, from the cache when the file is unchanged.
+    /// The scan of the base ISO `file`, from the cache when the file is unchanged.
     fn scan(&self, file: &mut File) -> anyhow::Result<(FileId, Arc<Base>)> {
         let id = FileId::of(file).context("reading the base ISO's metadata")?;
         let cached = |slot: &Option<(FileId, Arc<Base>)>| {
