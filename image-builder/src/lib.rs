@@ -5,7 +5,9 @@
 //! USB. Same inputs, same bytes. See docs/image-builder.md.
 //!
 //! `customize` writes per-node bundles and kernel arguments into a built ISO in place
-//! (docs/config-area.md); [`splice`] streams a base ISO with such patches, for servers.
+//! (docs/config-area.md); [`splice`] streams a base ISO with such patches, for servers
+//! ([`customize::scan`] once per base ISO, [`customize::patches`] per node), and
+//! [`sample_iso`] makes tiny ISOs with a config area for their tests.
 
 pub mod apt;
 pub mod area;
@@ -25,6 +27,7 @@ pub mod manifest;
 pub mod modindex;
 pub mod modinfo;
 pub mod pipeline;
+pub mod sample_iso;
 pub mod selection;
 pub mod splice;
 

@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::Router;
 
 use crate::db::Database;
+use crate::iso::IsoSource;
 use crate::settings::ServeSettings;
 use crate::{operator, ramdisk};
 
@@ -16,6 +17,8 @@ pub struct AppState {
     pub settings: Arc<ServeSettings>,
     /// Whether the listener serves TLS (for the scheme of links).
     pub tls: bool,
+    /// Per-node ISOs, when `serve --iso-base` was given.
+    pub iso: Option<Arc<IsoSource>>,
 }
 
 impl AppState {

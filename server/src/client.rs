@@ -1,5 +1,6 @@
 //! The operator API's client, used by the CLI.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -98,6 +99,56 @@ impl OperatorClient {
 
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(Method::GET, path, None).await
+    }
+
+    /// GETs `path` into the file `output` (`-`: stdout) as it arrives; a file is written
+    /// next to `output` and renamed when complete. Returns the number of bytes.
+    pub async fn download(&self, path: &str, output: &Path) -> Result<u64> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            bail!("GET {url}: HTTP {status}: {}", error_text(&text));
+        }
+        let to_stdout = output == Path::new("-");
+        let (mut out, temp): (Box<dyn Write>, _) = if to_stdout {
+            (Box::new(std::io::stdout().lock()), None)
+        } else {
+            let dir = match output.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let temp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            let file = temp.reopen().context("opening the temporary file")?;
+            (Box::new(std::io::BufWriter::new(file)), Some(temp))
+        };
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("reading the answer to GET {url}"))?
+        {
+            out.write_all(&chunk)
+                .with_context(|| format!("writing {}", output.display()))?;
+            written += chunk.len() as u64;
+        }
+        out.flush()
+            .with_context(|| format!("writing {}", output.display()))?;
+        drop(out);
+        if let Some(temp) = temp {
+            temp.persist(output)
+                .with_context(|| format!("renaming the download to {}", output.display()))?;
+        }
+        Ok(written)
     }
 }
 

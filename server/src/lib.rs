@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod db;
 pub mod error;
+pub mod iso;
 pub mod loadgen;
 pub mod operator;
 pub mod ramdisk;

@@ -1,6 +1,7 @@
-//! The operator API: nodes, plans, events, steps, inventory and agent tokens, as JSON under
-//! `/v1/nodes`, behind a bearer token that is not an agent token. Its OpenAPI document is
-//! `GET /v1/openapi.json` (public, like the version document).
+//! The operator API: nodes, plans, events, steps, inventory, agent tokens, network data
+//! and per-node ISOs (`crate::iso`), as JSON under `/v1/nodes`, behind a bearer token that
+//! is not an agent token. Its OpenAPI document is `GET /v1/openapi.json` (public, like the
+//! version document).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 use crate::db::now_ms;
 use crate::error::{ApiError, OperatorError};
+use crate::iso::{self, network_data};
 use crate::store::{self, states, NewNode};
 use crate::token;
 
@@ -35,12 +37,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{node}/inventory", get(show_inventory))
         .route("/v1/nodes/{node}/token", post(new_token))
         .route("/v1/nodes/{node}/reset-agent", post(reset_agent))
+        .route(
+            "/v1/nodes/{node}/network-data",
+            put(network_data::set)
+                .get(network_data::show)
+                .delete(network_data::clear),
+        )
+        .route("/v1/nodes/{node}/iso", get(iso::get_iso))
+        .route("/v1/nodes/{node}/iso-url", post(iso::signed::make_url))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_operator,
         ));
     Router::new()
         .route("/v1/openapi.json", get(openapi))
+        // Signed and expiring instead of the operator token (for BMCs).
+        .route("/v1/isos/{node}", get(iso::signed::get_signed))
         .merge(protected)
         .with_state(state)
 }

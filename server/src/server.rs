@@ -21,7 +21,8 @@ use tower::Service;
 use crate::app::{self, AppState};
 use crate::db::{now_ms, Database, DbError};
 use crate::error::ApiError;
-use crate::settings::ServeSettings;
+use crate::iso::{IsoError, IsoSource};
+use crate::settings::{ServeSettings, TlsMode, AUTO_TLS_CERT_FILE, ISO_URL_KEY_FILE};
 use crate::tls::{self, TlsError};
 use crate::token;
 
@@ -43,6 +44,8 @@ pub enum ServeError {
     OperatorToken(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("per-node ISOs: {0}")]
+    Iso(#[from] IsoError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -94,10 +97,24 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServer, ServeError>
         addr: settings.listen,
         source,
     })?;
+    let iso = match &settings.iso {
+        Some(iso) => {
+            let auto_ca =
+                (settings.tls == TlsMode::Auto).then(|| settings.data_dir.join(AUTO_TLS_CERT_FILE));
+            let url_key = settings.data_dir.join(ISO_URL_KEY_FILE);
+            Some(Arc::new(IsoSource::load(
+                iso,
+                auto_ca.as_deref(),
+                &url_key,
+            )?))
+        }
+        None => None,
+    };
     let state = AppState {
         db,
         settings: Arc::new(settings),
         tls: tls_config.is_some(),
+        iso,
     };
     let router = app::router(state);
     let (shutdown, stop) = watch::channel(false);

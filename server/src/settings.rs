@@ -36,6 +36,23 @@ pub struct ServeSettings {
     /// The base URL agents and operators use, for links; by default taken from each
     /// request's Host header.
     pub public_url: Option<url::Url>,
+    /// Per-node ISOs (`GET /v1/nodes/{node}/iso`); `None`: the server hands out none.
+    pub iso: Option<IsoSettings>,
+}
+
+/// Where per-node ISOs come from (docs/server.md, "Per-node ISOs").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsoSettings {
+    /// An ISO built by rivet-image-builder (with a config area). Each node's ISO is this
+    /// file with the node's bundle spliced in while it is sent; replacing the file (a new
+    /// build) takes effect on the next request.
+    pub base: PathBuf,
+    /// PEM CA bundle put into each bundle (the agent trusts it for this server). Default:
+    /// the auto-TLS certificate when TLS is automatic, none otherwise.
+    pub ca: Option<PathBuf>,
+    /// Ed25519 private key (PEM) the bundles are signed with; needed when the base ISO was
+    /// built with `--signing-pubkey`.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl ServeSettings {
@@ -49,6 +66,7 @@ impl ServeSettings {
             require_tls: true,
             auto_register: false,
             public_url: None,
+            iso: None,
         }
     }
 
@@ -69,3 +87,5 @@ pub const DATABASE_FILE: &str = "rivet.db";
 pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
 pub const AUTO_TLS_CERT_FILE: &str = "server.crt";
 pub const AUTO_TLS_KEY_FILE: &str = "server.key";
+/// The key node ISO URLs are signed with (made on first start with `--iso-base`).
+pub const ISO_URL_KEY_FILE: &str = "iso-url-key";

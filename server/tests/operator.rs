@@ -138,6 +138,10 @@ async fn every_documented_path_is_served() -> anyhow::Result<()> {
         "/v1/nodes/{node}/inventory",
         "/v1/nodes/{node}/token",
         "/v1/nodes/{node}/reset-agent",
+        "/v1/nodes/{node}/network-data",
+        "/v1/nodes/{node}/iso",
+        "/v1/nodes/{node}/iso-url",
+        "/v1/isos/{node}",
     ] {
         assert!(
             documented.contains(&expected),

@@ -285,3 +285,45 @@ async fn inspection_of_unknown_machines_is_refused_by_default() -> anyhow::Resul
     assert_eq!(nodes["nodes"], json!([]));
     Ok(())
 }
+
+#[tokio::test]
+async fn lookup_matches_system_uuid_and_serial() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let system_uuid = "4c4c4544-0042-3510-8052-b4c04f384d32";
+    let mut uuids = Vec::new();
+    for (name, serial, system) in [
+        ("by-uuid", "SN-A", Some(system_uuid)),
+        ("twin-1", "SN-TWIN", None),
+        ("twin-2", "SN-TWIN", None),
+    ] {
+        let body = json!({"name": name, "serial": serial, "system_uuid": system});
+        let (status, node) = server
+            .operator(Method::POST, "/v1/nodes", Some(&body))
+            .await?;
+        assert_eq!(status, 201, "{node}");
+        uuids.push(node["uuid"].as_str().expect("a uuid").to_string());
+    }
+    let http = server.http()?;
+    let lookup = |query: String| {
+        http.get(format!("{}/v1/lookup?{query}", server.url()))
+            .header("X-OpenStack-Ironic-API-Version", "1.62")
+            .send()
+    };
+    // A MAC nobody owns, then the system UUID: the system UUID decides.
+    let response = lookup(format!(
+        "addresses=02:00:00:00:00:77&system_uuid={system_uuid}"
+    ))
+    .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await?;
+    assert_eq!(body["node"]["uuid"], uuids[0].as_str());
+    let response = lookup("serial=SN-A".into()).await?;
+    let body: Value = response.json().await?;
+    assert_eq!(body["node"]["uuid"], uuids[0].as_str());
+    // Two nodes with one serial: Ironic's answer for "several nodes" is "not found".
+    let response = lookup("serial=SN-TWIN".into()).await?;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = lookup("serial=SN-NONE".into()).await?;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}

@@ -91,9 +91,35 @@ pub fn read_state(iso: &mut (impl Read + Seek)) -> Result<IsoState> {
     })
 }
 
+/// What [`patches`] needs of a base ISO: its state and how much of its config area is in
+/// use. A server reads it once per base ISO and computes each node's patches from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    pub state: IsoState,
+    /// Bytes of the config area up to its last non-zero byte.
+    pub area_used: usize,
+}
+
+/// Reads what [`patches`] needs of the ISO.
+pub fn scan(iso: &mut (impl Read + Seek)) -> Result<Base> {
+    let state = read_state(iso)?;
+    let area_len = usize::try_from(state.locator.area.len).context("config area too large")?;
+    let current = read_at(iso, state.locator.area.offset, area_len)?;
+    let area_used = current
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last + 1);
+    Ok(Base { state, area_used })
+}
+
 /// The patches that make `request` out of the ISO.
 pub fn plan(iso: &mut (impl Read + Seek), request: &Request) -> Result<Vec<Patch>> {
-    let state = read_state(iso)?;
+    patches(&scan(iso)?, request)
+}
+
+/// The patches that make `request` out of the scanned ISO `base`.
+pub fn patches(base: &Base, request: &Request) -> Result<Vec<Patch>> {
+    let state = &base.state;
     let loc = &state.locator;
     if request.bundle.is_none() && !request.reset && request.kargs.is_empty() {
         bail!("nothing to customize: give bundle contents, kernel arguments or --reset");
@@ -102,11 +128,7 @@ pub fn plan(iso: &mut (impl Read + Seek), request: &Request) -> Result<Vec<Patch
     let area_len = usize::try_from(loc.area.len).context("config area too large")?;
     // The area's bytes after the new bundle must end up zero: patch up to the last non-zero
     // byte of the current area (a whole-area patch would rewrite megabytes of zeros).
-    let current = read_at(iso, loc.area.offset, area_len)?;
-    let used = current
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |last| last + 1);
+    let used = base.area_used;
     match &request.bundle {
         Some(contents) => {
             check_key(loc, request.sign_key.as_ref())?;

@@ -10,12 +10,7 @@ use rivet_protocol::config_area::keys::{PublicKey, SigningKey};
 use rivet_protocol::config_area::payload::{Contents, File};
 
 use super::*;
-use crate::area::{self, StagedConfig};
-use crate::bootcfg;
-use crate::hosttools;
-use crate::iso;
-
-const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 ipa-debug=1";
+use crate::sample_iso::CMDLINE;
 
 fn key(seed: u8) -> SigningKey {
     let mut der = vec![
@@ -26,44 +21,8 @@ fn key(seed: u8) -> SigningKey {
     SigningKey::from_pkcs8(&der).unwrap()
 }
 
-/// Builds `dir/base.iso` with a config area of `area_size` bytes.
-pub(crate) fn small_iso(dir: &Path, area_size: u64, signing: Option<&PublicKey>) -> PathBuf {
-    hosttools::check(&[hosttools::ALWAYS]).expect("the builder's host tools");
-    let work = dir.join("work");
-    fs::create_dir_all(&work).unwrap();
-    let stand_in = |name: &str, len: usize| {
-        let path = work.join(name);
-        fs::write(&path, vec![0x5a; len]).unwrap();
-        path
-    };
-    let (vmlinuz, initramfs) = (stand_in("vmlinuz", 5000), stand_in("initramfs", 9000));
-    let esp = stand_in("esp.img", 64 << 10);
-    let isolinux = bootcfg::isolinux_cfg(CMDLINE).unwrap();
-    let grub = bootcfg::iso_grub_cfg(CMDLINE).unwrap();
-    let files = iso::layout(
-        &vmlinuz,
-        &initramfs,
-        &esp,
-        isolinux.text.clone(),
-        grub.text.clone(),
-        CMDLINE,
-        area_size,
-    );
-    let out = dir.join("base.iso");
-    iso::build(&work, &out, &files, 0).unwrap();
-    let configs = [
-        StagedConfig {
-            path: iso::ISOLINUX_CFG,
-            file: &isolinux,
-        },
-        StagedConfig {
-            path: iso::GRUB_CFG,
-            file: &grub,
-        },
-    ];
-    area::write_locator(&out, &configs, CMDLINE, area_size, signing).unwrap();
-    fs::remove_dir_all(&work).unwrap();
-    out
+fn small_iso(dir: &Path, area_size: u64, signing: Option<&PublicKey>) -> PathBuf {
+    crate::sample_iso::build(dir, area_size, signing).unwrap()
 }
 
 fn contents() -> Contents {

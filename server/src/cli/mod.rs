@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::client::{OperatorClient, Trust};
 use crate::loadgen::LoadgenArgs;
 use crate::settings::{
-    ServeSettings, TlsMode, AUTO_TLS_CERT_FILE, DEFAULT_PORT, OPERATOR_TOKEN_FILE,
+    IsoSettings, ServeSettings, TlsMode, AUTO_TLS_CERT_FILE, DEFAULT_PORT, OPERATOR_TOKEN_FILE,
 };
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/rivet-server";
@@ -80,6 +80,17 @@ pub struct ServeArgs {
     /// Base URL for links in answers (default: from each request's Host header).
     #[arg(long)]
     pub public_url: Option<url::Url>,
+    /// Hand out per-node ISOs (GET /v1/nodes/{node}/iso): this ISO built by
+    /// rivet-image-builder with each node's config bundle spliced in.
+    #[arg(long)]
+    pub iso_base: Option<PathBuf>,
+    /// CA bundle (PEM) to put into per-node ISOs (default: the auto-TLS certificate).
+    #[arg(long, requires = "iso_base")]
+    pub iso_ca: Option<PathBuf>,
+    /// Ed25519 private key (PEM) to sign per-node bundles with (for an ISO built with
+    /// --signing-pubkey).
+    #[arg(long, requires = "iso_base")]
+    pub iso_signing_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -100,6 +111,11 @@ impl ServeArgs {
             require_tls: !self.allow_insecure_callbacks,
             auto_register: self.auto_register,
             public_url: self.public_url.clone(),
+            iso: self.iso_base.as_ref().map(|base| IsoSettings {
+                base: base.clone(),
+                ca: self.iso_ca.clone(),
+                signing_key: self.iso_signing_key.clone(),
+            }),
         }
     }
 }
@@ -208,6 +224,31 @@ pub enum NodeCommand {
     ResetAgent { node: String },
     /// Delete a node and its history.
     Delete { node: String },
+    /// Set (from a file), show, or clear (--clear) the network_data.json put into the
+    /// node's ISO.
+    NetworkData {
+        node: String,
+        /// An OpenStack network_data.json to set.
+        #[arg(conflicts_with = "clear")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Download the node's ISO (the server's base ISO with the node's config bundle).
+    Iso {
+        node: String,
+        /// Where to write it; `-` for stdout.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print a URL of the node's ISO that needs no token (for a BMC's virtual media),
+    /// signed by the server and valid for --ttl seconds.
+    IsoUrl {
+        node: String,
+        /// Seconds the URL stays valid (at most 30 days).
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -105,6 +105,34 @@ pub async fn node(client: &OperatorClient, command: NodeCommand) -> Result<ExitC
             client.call(Method::POST, &path, None).await?;
             println!("forgot the agent of node {node}");
         }
+        NodeCommand::NetworkData { node, file, clear } => {
+            let path = format!("/v1/nodes/{}/network-data", segment(&node));
+            if clear {
+                client.call(Method::DELETE, &path, None).await?;
+                println!("network_data removed from node {node}");
+            } else if let Some(file) = file {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let document: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a JSON document", file.display()))?;
+                client.call(Method::PUT, &path, Some(&document)).await?;
+                println!("network_data set for node {node}");
+            } else {
+                print_json(&client.get(&path).await?)?;
+            }
+        }
+        NodeCommand::Iso { node, output } => {
+            let path = format!("/v1/nodes/{}/iso", segment(&node));
+            let bytes = client.download(&path, &output).await?;
+            if output != Path::new("-") {
+                println!("wrote {} ({bytes} bytes)", output.display());
+            }
+        }
+        NodeCommand::IsoUrl { node, ttl } => {
+            let path = format!("/v1/nodes/{}/iso-url?ttl={ttl}", segment(&node));
+            let answer = client.call(Method::POST, &path, None).await?;
+            println!("{}", text(&answer, "url").unwrap_or_default());
+        }
         NodeCommand::Delete { node } => {
             client
                 .call(

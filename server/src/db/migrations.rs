@@ -86,6 +86,10 @@ const MIGRATIONS: &[&str] = &[
         time INTEGER NOT NULL
     );
     "#,
+    // 3: the network_data.json an operator sets for a node's per-node ISO.
+    r#"
+    ALTER TABLE nodes ADD COLUMN network_data TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -33,6 +33,9 @@ const FOLD_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a connection waits for a lock held by another process (a second server on the
 /// same file, or the `sqlite3` shell) before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements kept per connection: more than the code has (rusqlite's default is
+/// 16; the server has over 30 distinct cached statements).
+const STATEMENT_CACHE: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -159,6 +162,7 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), DbError> {
         .map_err(&error)?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(&error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
@@ -181,6 +185,7 @@ impl ReadPool {
             ))
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
 
@@ -243,14 +248,13 @@ fn in_savepoint<T>(
     conn: &Connection,
     job: impl FnOnce(&Connection) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Cached statements: parsing these three per job was a measurable part of a heartbeat.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let result = job(conn);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
-    conn.execute_batch(end)?;
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE job")?.execute([])?;
     result
 }
 

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use rivet_protocol::report::{Report, ReportAck, ReportBatch, ReportBody, StepState};
 use serde_json::{json, Value};
 
+use super::beat::{Beat, Sender};
 use super::Target;
 
 /// Counters shared by all agents.
@@ -44,6 +45,7 @@ impl Counters {
 #[derive(Debug)]
 pub struct Shared {
     pub http: reqwest::Client,
+    pub heartbeats: Arc<Sender>,
     pub base: String,
     pub target: Target,
     pub interval: Duration,
@@ -160,6 +162,7 @@ pub async fn run(
         "agent_version": "13.0.0",
     })
     .to_string();
+    let beat = Beat::new(&shared.heartbeats, &shared.base, &uuid, body);
     let mut since_report = 0u64;
     let mut seq = 0u64;
     loop {
@@ -172,19 +175,10 @@ pub async fn run(
             .heartbeats_sent
             .fetch_add(1, Ordering::Relaxed);
         let sent = Instant::now();
-        let answer = shared
-            .http
-            .post(format!("{}/v1/heartbeat/{uuid}", shared.base))
-            .header("X-OpenStack-Ironic-API-Version", "1.68")
-            .header("Content-Type", "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        match answer {
-            Ok(response) if response.status() == StatusCode::ACCEPTED => {
+        match beat.send().await {
+            Ok(()) => {
                 let micros = sent.elapsed().as_micros() as u64;
                 if let Ok(mut histogram) = shard.lock() {
-                    // Values past the histogram's range are clamped, not lost.
                     histogram.saturating_record(micros.max(1));
                 }
                 shared
@@ -193,19 +187,12 @@ pub async fn run(
                     .fetch_add(1, Ordering::Relaxed);
                 result.heartbeats_acked += 1;
             }
-            Ok(response) => {
+            Err(status) => {
                 shared
                     .counters
                     .heartbeats_failed
                     .fetch_add(1, Ordering::Relaxed);
-                shared.counters.fail(Some(response.status()));
-            }
-            Err(error) => {
-                shared
-                    .counters
-                    .heartbeats_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                shared.counters.fail(error.status());
+                shared.counters.fail(status);
             }
         }
         since_report += 1;

@@ -7,6 +7,7 @@
 //! All traffic goes to `--url`; the run is bounded by `--duration` and stops by itself.
 
 mod agent;
+mod beat;
 mod enroll;
 
 use std::collections::HashMap;
@@ -206,6 +207,7 @@ pub async fn measure(args: &LoadgenArgs) -> Result<Summary> {
         ));
     }
     let shared = Arc::new(agent::Shared {
+        heartbeats: Arc::new(beat::Sender::new(&http, &base)),
         http,
         base,
         target: args.target,
