@@ -140,6 +140,7 @@ fn contents() -> Contents {
         ),
         network_data: Some(NETWORK_DATA.into()),
         ca: Some("-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n".into()),
+        plan: None,
         files: vec![BundleFile {
             path: "/usr/local/bin/hook".into(),
             mode: 0o750,

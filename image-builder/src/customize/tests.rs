@@ -71,6 +71,7 @@ fn contents() -> Contents {
         settings: Some("ipa-api-url=https://192.0.2.1:6385\nipa-agent-token=s3cret\n".into()),
         network_data: Some(r#"{"links": [{"id": "bond0", "type": "bond"}]}"#.into()),
         ca: None,
+        plan: None,
         files: vec![File {
             path: "/etc/motd".into(),
             mode: 0o644,
