@@ -9,6 +9,7 @@
 //! or reboot as the plan says; before a power action, give queued reports time to leave.
 
 mod identity;
+pub mod live;
 mod medium;
 mod queue;
 

@@ -511,3 +511,39 @@ fn reports_on_a_medium_start_with_the_magic_and_end_in_nul_bytes() {
     write_report(&medium, &short).unwrap();
     assert_eq!(read_report(&medium).unwrap(), Some(short));
 }
+
+#[test]
+fn the_identity_comes_from_the_nics_and_the_dmi_fields_without_placeholders() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sysfs-net");
+    let net = crate::net::interfaces::FakeNetInfo::new(root);
+    let dmi = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dmi.path().join("product_uuid"),
+        "1B4E28BA-2FA1-11D2-883F-0016D3CCA427\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dmi.path().join("product_serial"),
+        "To Be Filled By O.E.M.\n",
+    )
+    .unwrap();
+    let identity = read_identity(&net, dmi.path());
+    assert!(
+        identity.macs.contains(&"52:54:00:12:34:57".to_string()),
+        "{identity:?}"
+    );
+    assert_eq!(
+        identity.system_uuid.as_deref(),
+        Some("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+    );
+    assert_eq!(identity.serial, None, "a placeholder is no serial");
+    std::fs::write(dmi.path().join("product_serial"), "CZ2017A02\n").unwrap();
+    std::fs::write(
+        dmi.path().join("product_uuid"),
+        "00000000-0000-0000-0000-000000000000",
+    )
+    .unwrap();
+    let identity = read_identity(&net, dmi.path());
+    assert_eq!(identity.serial.as_deref(), Some("CZ2017A02"));
+    assert_eq!(identity.system_uuid, None);
+}
