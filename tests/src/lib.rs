@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod agent;
+pub mod bootdisk;
 pub mod conductor_view;
 pub mod dnsmasq;
 pub mod e2e;
