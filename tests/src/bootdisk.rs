@@ -7,9 +7,10 @@
 pub const BOOTED_MARKER: &str = "RIVET-DEPLOYED-DISK-BOOTED";
 
 /// The x86 real-mode code at 0x7C00, followed by the message:
-/// `xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8;`
+/// `cld; xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8;`
 /// `next: lodsb; test al,al; jz halt; out dx,al; jmp next; halt: hlt; jmp halt`.
-const CODE: [u8; 21] = [
+const CODE: [u8; 22] = [
+    0xFC, // cld
     0x31, 0xC0, // xor ax, ax
     0x8E, 0xD8, // mov ds, ax
     0xBE, 0x00, 0x00, // mov si, msg (patched below)
@@ -28,7 +29,7 @@ pub fn marker_disk(size: usize) -> Vec<u8> {
     let mut image = vec![0u8; size.max(512)];
     image[..CODE.len()].copy_from_slice(&CODE);
     let msg_address = 0x7C00u16 + CODE.len() as u16;
-    image[5..7].copy_from_slice(&msg_address.to_le_bytes());
+    image[6..8].copy_from_slice(&msg_address.to_le_bytes());
     let message = format!("\r\n{BOOTED_MARKER}\r\n");
     image[CODE.len()..CODE.len() + message.len()].copy_from_slice(message.as_bytes());
     image[510] = 0x55;
@@ -48,7 +49,7 @@ mod tests {
     fn the_boot_sector_is_signed_and_points_at_its_message() {
         let image = marker_disk(2 << 20);
         assert_eq!(&image[510..512], &[0x55, 0xAA]);
-        let address = u16::from_le_bytes([image[5], image[6]]) as usize - 0x7C00;
+        let address = u16::from_le_bytes([image[6], image[7]]) as usize - 0x7C00;
         let text = String::from_utf8_lossy(&image[address..address + 40]);
         assert!(text.contains(BOOTED_MARKER), "{text}");
         assert!(

@@ -156,6 +156,7 @@ fn offline_plan_erases_writes_reports_powers_off_and_the_disk_boots() {
         ("the bundle with the plan", "plan offline-e2e"),
         ("offline mode", "offline mode: running plan offline-e2e"),
         ("the machine match", "this machine is vm-1"),
+        ("the erase step", "erase_devices_express: starting"),
         (
             "the NVMe format",
             "erase /dev/nvme0n1: erased by nvme-format-user-data-erase",
