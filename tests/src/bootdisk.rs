@@ -1,7 +1,12 @@
 //! A tiny disk image that boots on BIOS: an MBR boot sector whose code writes
-//! [`BOOTED_MARKER`] to the first serial port (COM1, I/O port 0x3F8) and halts. What the
+//! [`BOOTED_MARKER`] to the first serial port (COM1, I/O port 0x3F8) and halts, and a
+//! partition table with one partition from 1 MiB to the end (`write_image` refuses
+//! whole-disk images without partitions, as IPA does). What the
 //! offline-plan e2e test deploys and boots again, so "the deployed disk boots" is checked
 //! through the firmware's own boot path (no direct kernel boot).
+
+/// The MBR disk identifier (`write_image` reports it as `0x5249564d`).
+pub const DISK_ID: u32 = 0x5249_564D;
 
 /// What the boot sector prints.
 pub const BOOTED_MARKER: &str = "RIVET-DEPLOYED-DISK-BOOTED";
@@ -32,6 +37,19 @@ pub fn marker_disk(size: usize) -> Vec<u8> {
     image[6..8].copy_from_slice(&msg_address.to_le_bytes());
     let message = format!("\r\n{BOOTED_MARKER}\r\n");
     image[CODE.len()..CODE.len() + message.len()].copy_from_slice(message.as_bytes());
+    image[440..444].copy_from_slice(&DISK_ID.to_le_bytes());
+    let start = (1u32 << 20) / 512;
+    let sectors = u32::try_from(image.len() / 512)
+        .unwrap_or(u32::MAX)
+        .saturating_sub(start);
+    let mut entry = [0u8; 16];
+    entry[0] = 0x80; // bootable
+    entry[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]); // CHS: use the LBA fields
+    entry[4] = 0x83; // Linux
+    entry[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
+    entry[8..12].copy_from_slice(&start.to_le_bytes());
+    entry[12..16].copy_from_slice(&sectors.to_le_bytes());
+    image[446..462].copy_from_slice(&entry);
     image[510] = 0x55;
     image[511] = 0xAA;
     // Something recognisable past the first MiB, checked after the deploy.
@@ -57,5 +75,7 @@ mod tests {
             "the code and message stay before the partition table"
         );
         assert_eq!(image[(1 << 20) + 3], (((1usize << 20) + 3) % 251) as u8);
+        assert_eq!(image[446 + 4], 0x83);
+        assert_eq!(&image[446 + 8..446 + 16], &[0, 8, 0, 0, 0, 8, 0, 0]);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use rivet_protocol::plan::report::{PlanReport, RunState, StepState};
-use rivet_tests::bootdisk::{marker_disk, BOOTED_MARKER};
+use rivet_tests::bootdisk::{marker_disk, BOOTED_MARKER, DISK_ID};
 use rivet_tests::e2e::{kernel_args, BOOT_TIMEOUT, INIT_BANNER};
 use rivet_tests::image::{boot_image, customize, target_dir};
 use rivet_tests::netns::{TestNet, TestNetConfig};
@@ -196,6 +196,15 @@ fn offline_plan_erases_writes_reports_powers_off_and_the_disk_boots() {
         .result
         .as_ref()
         .is_some_and(|r| r["disks"].is_array()));
+    let written = report.steps[2]
+        .result
+        .as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    assert!(
+        written.contains(&format!("root_uuid=0x{DISK_ID:08x}")),
+        "write_image's result: {written}"
+    );
     or_panic(check_disks(&vm, &image));
 
     // The deployed disk boots by itself (BIOS, first disk, no ISO).
