@@ -19,6 +19,7 @@ use crate::net::interfaces::SysfsNetInfo;
 use crate::power::SystemPower;
 use crate::settings::{Secret, Settings};
 use crate::steps::HardwareManagers;
+use crate::vmedia::KernelMounter;
 
 /// The inventory as inspection collects it.
 struct LiveInspector(Settings);
@@ -63,6 +64,15 @@ pub fn report_queue(
     Ok(ReportQueue::start(url, token, boot_id.to_string(), client))
 }
 
+/// Mounts the media the plan's images are on (see [`super::media`]); problems are logged.
+fn mount_media(plan: &Plan, settings: &Settings) {
+    let devices = SysfsBlockDevices::from_settings(settings);
+    let root = Path::new(super::media::MEDIA_ROOT);
+    for error in super::media::mount_media(plan, &devices, &KernelMounter, root) {
+        tracing::error!("plan {}: {error}", plan.name);
+    }
+}
+
 fn env(
     ctx: Arc<AgentContext>,
     queue: Option<ReportQueue>,
@@ -84,13 +94,20 @@ fn env(
 }
 
 /// Offline mode: runs the plan from the config area; reports go to `report.url` when the
-/// plan names one.
+/// plan names one, carrying `ipa-agent-token` (e.g. a token rivet-server pregenerated, set
+/// in the bundle's settings) as `agent_token`.
 pub async fn run_embedded(plan: &Plan, settings: Settings) -> anyhow::Result<Outcome> {
     let boot_id = uuid::Uuid::new_v4().to_string();
     let queue = match &plan.report.url {
-        Some(url) => Some(report_queue(&settings, url.clone(), None, &boot_id)?),
+        Some(url) => Some(report_queue(
+            &settings,
+            url.clone(),
+            settings.agent_token.clone(),
+            &boot_id,
+        )?),
         None => None,
     };
+    mount_media(plan, &settings);
     let ctx = Arc::new(AgentContext::new(settings));
     Ok(run_plan(plan, &env(ctx, queue, None, boot_id)).await)
 }

@@ -10,6 +10,7 @@
 
 mod identity;
 pub mod live;
+pub mod media;
 mod medium;
 mod queue;
 

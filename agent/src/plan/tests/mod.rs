@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rivet_protocol::plan::report::{PlanReport, RunState, StepState, REPORT_MAGIC};
+use rivet_protocol::plan::report::{PlanReport, RunState, StepState};
 use rivet_protocol::plan::{Action, Identity, Plan};
 use rivet_protocol::report::{ReportBatch, ReportBody};
 use rivet_protocol::steps::{Step, StepType};
@@ -435,115 +435,4 @@ async fn reports_are_queued_until_the_url_accepts_them_and_sent_before_power_off
     assert_eq!(data["state"], "done");
 }
 
-#[test]
-fn the_report_medium_is_chosen_by_serial_and_never_the_boot_medium() {
-    use crate::disks::{BlockDevice, DeviceKind};
-    let disk = |name: &str, serial: &str, boot: bool| BlockDevice {
-        name: name.into(),
-        path: PathBuf::from(format!("/dev/{name}")),
-        kind: DeviceKind::Disk,
-        parent: None,
-        partitions: vec![],
-        holders: vec![],
-        size_bytes: MEDIUM_SIZE,
-        logical_sector_size: 512,
-        physical_sector_size: 512,
-        rotational: false,
-        read_only: false,
-        removable: false,
-        model: None,
-        vendor: None,
-        serial: Some(serial.into()),
-        wwn: None,
-        wwn_with_extension: None,
-        wwn_vendor_extension: None,
-        hctl: None,
-        by_path: None,
-        tran: None,
-        is_boot_medium: boot,
-    };
-    let devices = [
-        disk("vda", "A", false),
-        disk("vdb", MEDIUM_SERIAL, false),
-        disk("sr0", "B", true),
-    ];
-    assert_eq!(choose_medium(&devices, MEDIUM_SERIAL).unwrap().name, "vdb");
-    assert!(choose_medium(&devices, "B")
-        .unwrap_err()
-        .contains("boot medium"));
-    assert!(choose_medium(&devices, "C")
-        .unwrap_err()
-        .contains("no disk"));
-    let twice = [disk("vda", "A", false), disk("vdb", "A", false)];
-    assert!(choose_medium(&twice, "A")
-        .unwrap_err()
-        .contains("refusing to guess"));
-}
-
-#[test]
-fn reports_on_a_medium_start_with_the_magic_and_end_in_nul_bytes() {
-    let bench = Bench::new(vec![]);
-    let medium = DiskMedium::new(bench.medium.clone(), "m".into());
-    assert_eq!(read_report(&medium).unwrap(), None);
-    let report = PlanReport {
-        rivet_report: 1,
-        plan: "p".into(),
-        plan_sha256: "d".into(),
-        machine: None,
-        identity: me(),
-        boot_id: "b".into(),
-        started_at: 1,
-        finished_at: None,
-        state: RunState::Running,
-        steps: vec![],
-        message: Some("x".repeat(10_000)),
-        completed_at: None,
-    };
-    write_report(&medium, &report).unwrap();
-    let bytes = std::fs::read(&bench.medium).unwrap();
-    assert!(bytes.starts_with(REPORT_MAGIC));
-    assert_eq!(read_report(&medium).unwrap(), Some(report.clone()));
-    // A shorter report later leaves no tail of the longer one behind.
-    let short = PlanReport {
-        message: None,
-        ..report
-    };
-    write_report(&medium, &short).unwrap();
-    assert_eq!(read_report(&medium).unwrap(), Some(short));
-}
-
-#[test]
-fn the_identity_comes_from_the_nics_and_the_dmi_fields_without_placeholders() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sysfs-net");
-    let net = crate::net::interfaces::FakeNetInfo::new(root);
-    let dmi = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dmi.path().join("product_uuid"),
-        "1B4E28BA-2FA1-11D2-883F-0016D3CCA427\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dmi.path().join("product_serial"),
-        "To Be Filled By O.E.M.\n",
-    )
-    .unwrap();
-    let identity = read_identity(&net, dmi.path());
-    assert!(
-        identity.macs.contains(&"52:54:00:12:34:57".to_string()),
-        "{identity:?}"
-    );
-    assert_eq!(
-        identity.system_uuid.as_deref(),
-        Some("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
-    );
-    assert_eq!(identity.serial, None, "a placeholder is no serial");
-    std::fs::write(dmi.path().join("product_serial"), "CZ2017A02\n").unwrap();
-    std::fs::write(
-        dmi.path().join("product_uuid"),
-        "00000000-0000-0000-0000-000000000000",
-    )
-    .unwrap();
-    let identity = read_identity(&net, dmi.path());
-    assert_eq!(identity.serial.as_deref(), Some("CZ2017A02"));
-    assert_eq!(identity.system_uuid, None);
-}
+mod media;
