@@ -6,8 +6,11 @@
 //! waits for the marker its boot sector prints, and finally boots the ISO again on the first
 //! VM's disks to see that the completed plan erases and writes nothing the second time.
 //!
+//! A second test deploys the image from a labelled second medium instead (an ISO 9660 file
+//! system on another disk, `file:///run/rivet/media/LABEL/...`).
+//!
 //! Needs what tests/tests/e2e_boot.rs needs (root, QEMU, OVMF, the static agent,
-//! rivet-image-builder), but no Ironic and no DHCP server.
+//! rivet-image-builder, xorriso), but no Ironic and no DHCP server.
 
 use std::path::Path;
 use std::time::Duration;
@@ -118,14 +121,20 @@ fn check_disks(vm: &Vm, image: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The e2e boot image (cached; built with the Ironic URL the other tests use, which
+/// `customize` deletes here).
+fn base_image() -> Result<rivet_tests::image::BootImage> {
+    boot_image(&kernel_args(&format!(
+        "http://{}:6385",
+        TestNetConfig::default().bridge_address
+    )))
+}
+
 #[test]
 fn offline_plan_erases_writes_reports_powers_off_and_the_disk_boots() {
     let net = or_panic(TestNet::create(TestNetConfig::default()));
-    // The e2e image (cached), customized: no Ironic URL, the plan and the image in the bundle.
-    let base = or_panic(boot_image(&kernel_args(&format!(
-        "http://{}:6385",
-        TestNetConfig::default().bridge_address
-    ))));
+    // Customized: no Ironic URL, the plan and the image in the bundle.
+    let base = or_panic(base_image());
     let work = tempfile::tempdir_in(target_dir()).expect("a work directory under target/");
     let image = marker_disk(IMAGE_SIZE);
     let image_file = work.path().join("marker.raw");
@@ -236,4 +245,87 @@ fn offline_plan_erases_writes_reports_powers_off_and_the_disk_boots() {
     assert_eq!(report.state, RunState::AlreadyDone);
     assert!(report.steps.is_empty());
     or_panic(check_disks(&again, &image));
+}
+
+#[test]
+fn offline_plan_reads_its_image_from_a_labelled_second_medium() {
+    const LABEL: &str = "RIVETIMAGES";
+    let net = or_panic(TestNet::create(TestNetConfig::default()));
+    let base = or_panic(base_image());
+    let work = tempfile::tempdir_in(target_dir()).expect("a work directory under target/");
+    let image = marker_disk(IMAGE_SIZE);
+    let tree = work.path().join("tree/images");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("marker.raw"), &image).unwrap();
+    let medium = work.path().join("images.iso");
+    let made = std::process::Command::new("xorriso")
+        .args(["-as", "mkisofs", "-R", "-J", "-V", LABEL, "-o"])
+        .arg(&medium)
+        .arg(work.path().join("tree"))
+        .output()
+        .expect("running xorriso (Debian package xorriso)");
+    assert!(
+        made.status.success(),
+        "xorriso failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let plan = json!({
+        "version": 1,
+        "name": "second-medium",
+        "machines": [{"name": "vm-1", "match": {"system_uuid": SYSTEM_UUID},
+                      "properties": {"root_device": {"serial": "rivet-vd0"}}}],
+        "steps": [
+            {"step": "write_image", "args": {"image_info": {
+                "id": "marker",
+                "urls": [format!("file:///run/rivet/media/{LABEL}/images/marker.raw")],
+                "os_hash_algo": "sha256",
+                "os_hash_value": hex::encode(Sha256::digest(&image)),
+                "disk_format": "raw",
+                "image_type": "whole-disk"
+            }}},
+            {"step": "poweroff"}
+        ],
+        "on_failure": "poweroff",
+        "rerun": "always"
+    });
+    let plan_file = work.path().join("plan.json");
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+    let iso = work.path().join("offline.iso");
+    or_panic(customize(
+        &base.iso(),
+        &[
+            "--plan".into(),
+            plan_file.display().to_string(),
+            "--delete-karg".into(),
+            "ipa-api-url".into(),
+        ],
+        &iso,
+    ));
+    let mut vm = or_panic(
+        VmBuilder::new("second-medium")
+            .firmware(Firmware::Uefi)
+            .system_uuid(SYSTEM_UUID)
+            .boot(BootMedium::UsbCd(iso.clone()))
+            .disk_filled(DiskBus::VirtioBlk, TARGET_SIZE, TARGET_FILL)
+            .disk_copy(DiskBus::VirtioBlk, &medium)
+            .and_then(|b| b.start(&net)),
+    );
+    or_panic(vm.wait_for_console(INIT_BANNER, BOOT_TIMEOUT));
+    or_panic(vm.wait_for_exit(PLAN_TIMEOUT));
+    let console = vm.console_text();
+    for pattern in [
+        format!("image medium {LABEL}: /dev/vdb mounted read-only"),
+        "step 0 write_image: done".to_string(),
+    ] {
+        assert!(
+            console.contains(&pattern),
+            "the console never showed {pattern:?}\n{}",
+            vm.failure_report()
+        );
+    }
+    let target = std::fs::read(or_panic(vm.disk_image(0))).unwrap();
+    assert!(
+        target[..image.len()] == image[..],
+        "the virtio disk does not start with the image"
+    );
 }
