@@ -418,3 +418,42 @@ async fn choose_tls(
     )?;
     Ok((Some(config), Some(generated.cert_pem)))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_lookup_answer_with_a_plan_object_switches_to_plan_mode() {
+        let config = |rivet: serde_json::Value| {
+            json!({"heartbeat_timeout": 300, "rivet": rivet})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let with = config(json!({"plan": {"version": 1}, "reports": "/v1/rivet/nodes/n1/reports"}));
+        assert_eq!(lookup_plan(&with), Some(&json!({"version": 1})));
+        assert_eq!(lookup_plan(&config(json!({"plan": null}))), None);
+        assert_eq!(
+            lookup_plan(&rivet_protocol::JsonObject::new()),
+            None,
+            "Ironic sends no rivet key"
+        );
+
+        let settings = Settings {
+            api_urls: vec![url::Url::parse("https://10.0.0.1:6385").unwrap()],
+            ..Settings::default()
+        };
+        let client = IronicClient::new(&settings).unwrap();
+        assert_eq!(
+            plan_reports_url(&client, &with, "n1").unwrap(),
+            "https://10.0.0.1:6385/v1/rivet/nodes/n1/reports"
+        );
+        assert_eq!(
+            plan_reports_url(&client, &config(json!({"plan": {}})), "n2").unwrap(),
+            "https://10.0.0.1:6385/v1/rivet/nodes/n2/reports"
+        );
+    }
+}
