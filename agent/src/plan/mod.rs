@@ -232,6 +232,9 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
                 step.step
             ),
         }
+        if step.step.starts_with("erase_devices") {
+            post_erase_proofs(&run, result.as_ref());
+        }
         run.post(ReportBody::Step {
             index,
             name: step.step.clone(),
@@ -267,6 +270,22 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
     run.finish(RunState::Done, None);
     tracing::info!("plan {}: done", plan.name);
     stop(run).await
+}
+
+/// One `erase` report per device of an erase step's result (device path: its report), the
+/// proofs rivet-server keeps in the node's history.
+fn post_erase_proofs(run: &Run<'_>, result: Option<&Value>) {
+    let Some(devices) = result.and_then(Value::as_object) else {
+        return;
+    };
+    for (device, report) in devices {
+        let outcome = report.get("outcome").and_then(Value::as_str).unwrap_or("?");
+        let method = report.get("method").and_then(Value::as_str).unwrap_or("?");
+        run.post(ReportBody::Erase {
+            message: format!("{device}: {outcome} ({method})"),
+            data: report.clone(),
+        });
+    }
 }
 
 /// The node the steps see: lookup's node (plan mode) or a minimal one, with the machine's

@@ -65,6 +65,9 @@ impl HardwareManager for Shared {
         if self.0.failing.contains(&step) {
             return Err(StepError::Failed(format!("{step} broke")));
         }
+        if step.starts_with("erase_devices") {
+            return Ok(json!({"/dev/sda": {"outcome": "erased", "method": "metadata"}}));
+        }
         Ok(json!({"ran": step}))
     }
 }
@@ -424,6 +427,17 @@ async fn reports_are_queued_until_the_url_accepts_them_and_sent_before_power_off
         })
         .collect();
     assert_eq!(kinds.first().map(String::as_str), Some("inspect:running"));
+    let erase = kinds
+        .iter()
+        .position(|k| k == "erase")
+        .expect("an erase proof");
+    assert_eq!(kinds[erase - 1], "erase_devices_express:running");
+    assert_eq!(kinds[erase + 1], "erase_devices_express:done");
+    let ReportBody::Erase { message, data } = &reports[erase].body else {
+        panic!("not an erase report");
+    };
+    assert_eq!(message, "/dev/sda: erased (metadata)");
+    assert_eq!(data["method"], "metadata");
     assert_eq!(kinds[kinds.len() - 2], "event");
     assert_eq!(kinds.last().map(String::as_str), Some("plan:Done"));
     let ReportBody::Event {
