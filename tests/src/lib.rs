@@ -14,6 +14,7 @@ pub mod netns;
 pub mod process;
 pub mod recording;
 pub mod replay;
+pub mod server;
 pub mod vlan_switch;
 pub mod vm;
 

@@ -407,8 +407,11 @@ async fn post_wait(run: &Run<'_>) {
     }
 }
 
-/// The plan is over and the machine stays on: reports keep being posted in the background.
+/// The plan is over and the machine stays on: queued reports get `post_wait_seconds` to
+/// leave before this returns (a process that ends next would drop them); whatever is left
+/// keeps being posted in the background while the process lives.
 async fn stop(run: Run<'_>) -> Outcome {
+    post_wait(&run).await;
     Outcome {
         report: run.report,
         power: None,
