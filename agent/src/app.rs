@@ -69,14 +69,35 @@ async fn ramdisk_agent() -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         tracing::warn!("settings: {warning}");
     }
+    let plan = bootconfig::plan(&boot_configs);
     let mut options = network_options(&loaded.settings);
-    if let Some((data, source)) = bootconfig::network_data(&boot_configs) {
-        let report = static_apply::configure(data, source, &StaticOptions::default()).await;
+    let plan_network = plan.and_then(|(plan, _)| {
+        let machine = plan.select(&crate::plan::live::this_machine()).ok()?;
+        let source = format!("plan {}", plan.name);
+        Some((plan.network_data_for(machine)?, source))
+    });
+    let network = match bootconfig::network_data(&boot_configs) {
+        Some((data, source)) => Some((data, source.to_string())),
+        None => plan_network,
+    };
+    if let Some((data, source)) = network {
+        let report = static_apply::configure(data, &source, &StaticOptions::default()).await;
         options.exclude = report.exclude_from_dhcp();
         options.static_dns = report.dns.clone();
     }
     let report = bring_up_network(options).await;
     tracing::info!("network:\n{report}");
+    if let Some((plan, source)) = plan {
+        tracing::info!("offline mode: running plan {} from {source}", plan.name);
+        let outcome = crate::plan::live::run_embedded(plan, loaded.settings).await?;
+        tracing::info!(
+            "plan {} is over ({:?}); idling",
+            plan.name,
+            outcome.report.state
+        );
+        std::future::pending::<()>().await;
+        return Ok(());
+    }
     // Nothing asks this agent to stop, but the sender must live as long as the agent: once
     // it is dropped, `changed()` returns at once and run::run ends as interrupted.
     let (_keep_shutdown_sender, shutdown) = watch::channel(false);

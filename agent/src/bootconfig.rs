@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use rivet_protocol::network_data::NetworkData;
+use rivet_protocol::plan::Plan;
 
 use crate::settings::SourceText;
 
@@ -29,6 +30,8 @@ pub struct BootConfig {
     /// Files to install (`/etc/ironic-python-agent.d/ironic-tls.conf`, the CA file it
     /// names, ...).
     pub files: Vec<ConfigFile>,
+    /// A deploy plan to run offline (rivet's config area only; docs/plan.md).
+    pub plan: Option<Plan>,
     /// What the source could not do (a device that did not appear, a file that does not
     /// parse); the agent goes on without it.
     pub problems: Vec<String>,
@@ -134,6 +137,14 @@ pub fn network_data(configs: &[BootConfig]) -> Option<(&NetworkData, &str)> {
         .find_map(|c| Some((c.network_data.as_ref()?, c.source.as_str())))
 }
 
+/// The deploy plan of the last source that has one, with that source.
+pub fn plan(configs: &[BootConfig]) -> Option<(&Plan, &str)> {
+    configs
+        .iter()
+        .rev()
+        .find_map(|c| Some((c.plan.as_ref()?, c.source.as_str())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +161,7 @@ mod tests {
                 .iter()
                 .map(|(p, c)| ConfigFile::new(PathBuf::from(p), c.as_bytes().to_vec()))
                 .collect(),
+            plan: None,
             problems: Vec::new(),
         }
     }

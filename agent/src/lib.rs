@@ -19,6 +19,7 @@ pub mod lldp;
 pub mod logbuf;
 pub mod net;
 pub mod pace;
+pub mod plan;
 pub mod power;
 pub mod progress;
 pub mod run;

@@ -107,6 +107,20 @@ pub async fn run(
         );
         return Ok(RunOutcome::Stopped { lockdown: false });
     }
+    if let Some(plan) = lookup_plan(&answer.config.extra) {
+        let reports = plan_reports_url(&client, &answer.config.extra, &answer.node.uuid)?;
+        let node = serde_json::to_value(&answer.node).context("encoding the lookup node")?;
+        tracing::info!(node = %answer.node.uuid, "plan mode: running the plan from lookup");
+        let outcome = tokio::select! {
+            outcome = crate::plan::live::run_from_lookup(ctx.clone(), plan, reports, node) => outcome?,
+            _ = shutdown_requested(&mut shutdown) => return Ok(RunOutcome::Interrupted),
+        };
+        tracing::info!(
+            state = ?outcome.map(|o| o.report.state),
+            "plan mode: the plan is over"
+        );
+        return Ok(RunOutcome::Stopped { lockdown: false });
+    }
 
     let advertise = find_advertise_host(&ctx.settings, &net, &pacer)
         .await
@@ -166,6 +180,38 @@ pub async fn run(
     heartbeater.await.context("stopping the heartbeater")?;
     tracing::info!(?outcome, "the agent stopped serving");
     Ok(outcome)
+}
+
+/// rivet-server's `config.rivet.plan` in a lookup answer (Ironic sends none).
+fn lookup_plan(config: &rivet_protocol::JsonObject) -> Option<&serde_json::Value> {
+    config
+        .get("rivet")
+        .and_then(|rivet| rivet.get("plan"))
+        .filter(|plan| plan.is_object())
+}
+
+/// Where plan-mode reports go: `config.rivet.reports` (a path on the API URL), else the
+/// server's documented path for `node`.
+fn plan_reports_url(
+    client: &IronicClient,
+    config: &rivet_protocol::JsonObject,
+    node: &str,
+) -> anyhow::Result<String> {
+    let path = config
+        .get("rivet")
+        .and_then(|rivet| rivet.get("reports"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("/v1/rivet/nodes/{node}/reports"));
+    let base = client
+        .api_urls()
+        .into_iter()
+        .next()
+        .context("no Ironic API URL to post plan reports to")?;
+    Ok(base
+        .join(&path)
+        .with_context(|| format!("joining the report path {path:?} to {base}"))?
+        .to_string())
 }
 
 /// Cancels the LLDP session when dropped.
@@ -371,4 +417,43 @@ async fn choose_tls(
         min_version,
     )?;
     Ok((Some(config), Some(generated.cert_pem)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_lookup_answer_with_a_plan_object_switches_to_plan_mode() {
+        let config = |rivet: serde_json::Value| {
+            json!({"heartbeat_timeout": 300, "rivet": rivet})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let with = config(json!({"plan": {"version": 1}, "reports": "/v1/rivet/nodes/n1/reports"}));
+        assert_eq!(lookup_plan(&with), Some(&json!({"version": 1})));
+        assert_eq!(lookup_plan(&config(json!({"plan": null}))), None);
+        assert_eq!(
+            lookup_plan(&rivet_protocol::JsonObject::new()),
+            None,
+            "Ironic sends no rivet key"
+        );
+
+        let settings = Settings {
+            api_urls: vec![url::Url::parse("https://10.0.0.1:6385").unwrap()],
+            ..Settings::default()
+        };
+        let client = IronicClient::new(&settings).unwrap();
+        assert_eq!(
+            plan_reports_url(&client, &with, "n1").unwrap(),
+            "https://10.0.0.1:6385/v1/rivet/nodes/n1/reports"
+        );
+        assert_eq!(
+            plan_reports_url(&client, &config(json!({"plan": {}})), "n2").unwrap(),
+            "https://10.0.0.1:6385/v1/rivet/nodes/n2/reports"
+        );
+    }
 }

@@ -23,6 +23,18 @@ pub enum Command {
     /// Write a per-node bundle (settings, network_data.json, CA, files) and kernel arguments
     /// into a copy of a built ISO, in place: no remastering. Or show what an ISO carries.
     Customize(CustomizeArgs),
+    /// Work with deploy plans (docs/plan.md).
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Check a plan (JSON) the way the agent will before running it, and summarize it.
+    Validate {
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -32,7 +44,7 @@ pub struct CustomizeArgs {
     pub iso: PathBuf,
 
     /// Print the ISO's config area, kernel arguments and bundle, and change nothing.
-    #[arg(long, conflicts_with_all = ["output", "config", "network_data", "ca", "files", "sign_key", "reset", "kernel_args", "set_kargs", "append_kargs", "delete_kargs", "consoles"])]
+    #[arg(long, conflicts_with_all = ["output", "config", "network_data", "ca", "plan", "files", "sign_key", "reset", "kernel_args", "set_kargs", "append_kargs", "delete_kargs", "consoles"])]
     pub show: bool,
 
     /// Where the customized ISO goes (`-` for stdout); may be the ISO itself.
@@ -52,6 +64,12 @@ pub struct CustomizeArgs {
     /// /etc/rivet/ca.pem and used as `cafile`.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+
+    /// A deploy plan (JSON, docs/plan.md) the agent runs offline; signed with the bundle
+    /// when --sign-key is given. Images it writes from `file:///run/rivet/images/NAME` can
+    /// ride along as --file IMAGE:/run/rivet/images/NAME.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 
     /// A file to install in the ramdisk: SRC on this machine, DEST an absolute path there.
     /// Repeatable.

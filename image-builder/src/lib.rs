@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod modindex;
 pub mod modinfo;
 pub mod pipeline;
+pub mod plan;
 pub mod sample_iso;
 pub mod selection;
 pub mod splice;
@@ -42,5 +43,9 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Ok(())
         }
         cli::Command::Customize(args) => customize::run(&args),
+        cli::Command::Plan(cli::PlanCommand::Validate { plan }) => {
+            print!("{}", plan::validate_file(&plan)?);
+            Ok(())
+        }
     }
 }

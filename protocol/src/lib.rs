@@ -17,6 +17,7 @@ pub mod inspection;
 pub mod inventory;
 pub mod lookup;
 pub mod network_data;
+pub mod plan;
 pub mod report;
 mod serde_util;
 pub mod steps;

@@ -118,6 +118,9 @@ async fn list_nodes(State(app): State<AppState>) -> Answer<Json<Value>> {
 
 async fn add_node(State(app): State<AppState>, body: Bytes) -> Answer<(StatusCode, Json<Value>)> {
     let new: NewNode = parse_json(&body)?;
+    if let Some(plan) = &new.plan {
+        check_plan(plan)?;
+    }
     let node = app
         .db
         .write(move |conn| {
@@ -148,16 +151,24 @@ async fn delete_node(State(app): State<AppState>, Path(ident): Path<String>) -> 
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A plan must be a JSON object; the agent validates its steps when it runs it.
+/// A plan must pass the checks the agent makes before running it (docs/plan.md), so an
+/// operator learns about a mistake now rather than from a failed boot.
+fn check_plan(plan: &Value) -> Result<(), ApiError> {
+    if !plan.is_object() {
+        return Err(ApiError::bad_request("a plan is a JSON object"));
+    }
+    rivet_protocol::plan::Plan::from_value(plan)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(format!("invalid {e}")))
+}
+
 async fn set_plan(
     State(app): State<AppState>,
     Path(ident): Path<String>,
     body: Bytes,
 ) -> Answer<Json<Value>> {
     let plan: Value = parse_json(&body)?;
-    if !plan.is_object() {
-        return Err(ApiError::bad_request("a plan is a JSON object").into());
-    }
+    check_plan(&plan)?;
     let node = app
         .db
         .write(move |conn| {

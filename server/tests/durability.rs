@@ -96,7 +96,7 @@ async fn stored_reports(server: &Server, uuid: &str) -> anyhow::Result<Vec<u64>>
 async fn a_restart_keeps_everything() -> anyhow::Result<()> {
     let mut server = Server::start()?;
     add_node(&server, "n1", &["52:54:00:00:00:01"]).await?;
-    let plan = json!({"version": 1, "steps": []});
+    let plan = json!({"version": 1, "name": "p", "steps": [{"step": "inspect"}]});
     server
         .operator(Method::PUT, "/v1/nodes/n1/plan", Some(&plan))
         .await?;

@@ -61,7 +61,8 @@ async fn nodes_plans_tokens_and_conflicts() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, 400);
 
-    let plan = json!({"version": 1, "steps": [{"step": "erase_devices_metadata"}]});
+    let plan = json!({"version": 1, "name": "wipe", "rerun": "always",
+                      "steps": [{"step": "erase_devices_metadata"}]});
     let (status, node) = server
         .operator(Method::PUT, "/v1/nodes/n1/plan", Some(&plan))
         .await?;
@@ -75,6 +76,15 @@ async fn nodes_plans_tokens_and_conflicts() -> anyhow::Result<()> {
         .operator(Method::PUT, "/v1/nodes/n1/plan", Some(&json!([1])))
         .await?;
     assert_eq!(status, 400);
+    let (status, body) = server
+        .operator(
+            Method::PUT,
+            "/v1/nodes/n1/plan",
+            Some(&json!({"version": 1, "name": "p", "steps": [{"step": "format_c"}]})),
+        )
+        .await?;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("unknown step"), "{body}");
 
     let (_, minted) = server
         .operator(Method::POST, "/v1/nodes/n1/token", None)
@@ -206,7 +216,7 @@ fn cli_adds_lists_and_shows_nodes() -> anyhow::Result<()> {
     let plan = dir.path().join("plan.json");
     std::fs::write(
         &plan,
-        r#"{"version": 1, "steps": [{"step": "erase_devices_metadata"}]}"#,
+        r#"{"version": 1, "name": "wipe", "rerun": "always", "steps": [{"step": "erase_devices_metadata"}]}"#,
     )?;
     let (ok, _, err) = server.cli(&["plan", "set", "rack1-01", plan.to_str().expect("UTF-8")])?;
     assert!(ok, "{err}");

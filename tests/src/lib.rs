@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod agent;
+pub mod bootdisk;
 pub mod conductor_view;
 pub mod dnsmasq;
 pub mod e2e;
@@ -16,6 +17,7 @@ pub mod netns;
 pub mod process;
 pub mod recording;
 pub mod replay;
+pub mod server;
 pub mod vlan_switch;
 pub mod vm;
 

@@ -46,6 +46,8 @@ pub enum BootMedium {
     UsbCd(PathBuf),
     /// The (hybrid) ISO as a read-only USB stick on xHCI.
     UsbDisk(PathBuf),
+    /// No removable medium: the firmware boots the first disk added (a deployed disk).
+    FirstDisk,
     /// Direct kernel boot, no firmware boot loader involved.
     Kernel {
         kernel: PathBuf,
@@ -67,6 +69,8 @@ struct Disk {
     size_bytes: u64,
     /// Every byte of the image is this one (else the image is sparse, all zeroes).
     fill: Option<u8>,
+    /// The image starts as a copy of this file (padded with zeroes to `size_bytes`).
+    copy_of: Option<PathBuf>,
 }
 
 /// What a NIC is plugged into.
@@ -95,6 +99,8 @@ pub struct VmBuilder {
     nics: Vec<Nic>,
     memory_mib: u32,
     cpus: u32,
+    /// SMBIOS system UUID (`-uuid`), else QEMU's default.
+    system_uuid: Option<String>,
 }
 
 impl VmBuilder {
@@ -109,6 +115,7 @@ impl VmBuilder {
             nics: Vec::new(),
             memory_mib: 1024,
             cpus: 2,
+            system_uuid: None,
         }
     }
 
@@ -128,8 +135,23 @@ impl VmBuilder {
             bus,
             size_bytes,
             fill: None,
+            copy_of: None,
         });
         self
+    }
+
+    /// Adds a disk whose image starts as a copy of `image` (e.g. a disk another VM deployed).
+    pub fn disk_copy(mut self, bus: DiskBus, image: &Path) -> Result<Self> {
+        let size_bytes = std::fs::metadata(image)
+            .with_context(|| format!("reading the size of {}", image.display()))?
+            .len();
+        self.disks.push(Disk {
+            bus,
+            size_bytes,
+            fill: None,
+            copy_of: Some(image.to_path_buf()),
+        });
+        Ok(self)
     }
 
     /// Adds a disk of `size_bytes` whose every byte is `byte` (written before QEMU starts;
@@ -139,6 +161,7 @@ impl VmBuilder {
             bus,
             size_bytes,
             fill: Some(byte),
+            copy_of: None,
         });
         self
     }
@@ -162,6 +185,12 @@ impl VmBuilder {
         self
     }
 
+    /// The SMBIOS system UUID the guest reads (`/sys/class/dmi/id/product_uuid`).
+    pub fn system_uuid(mut self, uuid: &str) -> Self {
+        self.system_uuid = Some(uuid.to_owned());
+        self
+    }
+
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
         self
@@ -178,6 +207,9 @@ impl VmBuilder {
         args.push_all(["-machine", "q35,accel=tcg"]);
         args.push_all(["-m", &self.memory_mib.to_string()]);
         args.push_all(["-smp", &self.cpus.to_string()]);
+        if let Some(uuid) = &self.system_uuid {
+            args.push_all(["-uuid", uuid]);
+        }
         // No default devices (NIC, CD drive, floppy): every device below is explicit.
         args.push_all(["-nodefaults", "-no-user-config"]);
         args.push_all(["-display", "none", "-vga", "std"]);
@@ -221,6 +253,13 @@ impl VmBuilder {
                 args.push_path("if=none,id=stick,format=raw,readonly=on,file=", iso)?;
                 args.push_all(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=1"]);
             }
+            BootMedium::FirstDisk => {
+                ensure!(
+                    !self.disks.is_empty(),
+                    "VM {}: FirstDisk but no disk",
+                    self.name
+                );
+            }
             BootMedium::Kernel {
                 kernel,
                 initrd,
@@ -242,10 +281,13 @@ impl VmBuilder {
                 &format!("if=none,id={id},format=raw,file="),
                 &dir.join(format!("{id}.img")),
             )?;
-            let device = match disk.bus {
+            let mut device = match disk.bus {
                 DiskBus::VirtioBlk => format!("virtio-blk-pci,drive={id},serial=rivet-vd{i}"),
                 DiskBus::Nvme => format!("nvme,drive={id},serial=rivet-nvme{i}"),
             };
+            if i == 0 && matches!(boot, BootMedium::FirstDisk) {
+                device.push_str(",bootindex=1");
+            }
             args.push_all(["-device", &device]);
         }
         for (i, nic) in self.nics.iter().enumerate() {
@@ -301,12 +343,14 @@ impl VmBuilder {
         }
         for (i, disk) in self.disks.iter().enumerate() {
             let path = dir.path().join(format!("disk{i}.img"));
-            File::create(&path)
-                .and_then(|f| match disk.fill {
+            let made = match &disk.copy_of {
+                Some(source) => std::fs::copy(source, &path).map(|_| ()),
+                None => File::create(&path).and_then(|f| match disk.fill {
                     None => f.set_len(disk.size_bytes),
                     Some(byte) => fill(f, disk.size_bytes, byte),
-                })
-                .with_context(|| format!("creating the disk image {}", path.display()))?;
+                }),
+            };
+            made.with_context(|| format!("creating the disk image {}", path.display()))?;
         }
         let console = dir.path().join("console.log");
         File::create(&console).with_context(|| format!("creating {}", console.display()))?;
@@ -413,6 +457,27 @@ impl Vm {
             if Instant::now() >= deadline {
                 bail!(
                     "VM {}: the console did not show {pattern:?} within {timeout:?}\n{}",
+                    self.name,
+                    self.failure_report()
+                );
+            }
+            std::thread::sleep(CONSOLE_POLL);
+        }
+    }
+
+    /// Waits until QEMU exits (the guest powered off; `-no-reboot` makes a reboot an exit
+    /// too) and returns its status; fails after `timeout` with the console's tail.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.qemu_exited()? {
+                // Output written just before exiting may not have been read yet.
+                std::thread::sleep(CONSOLE_POLL * 3);
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "VM {}: still running after {timeout:?}\n{}",
                     self.name,
                     self.failure_report()
                 );
@@ -534,71 +599,4 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args_text(builder: &VmBuilder) -> String {
-        let args = crate::or_panic(builder.qemu_args(Path::new("/vm")));
-        args.iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    #[test]
-    fn uefi_usb_virtual_media_with_nvme_virtio_and_a_nic() {
-        let builder = VmBuilder::new("t")
-            .firmware(Firmware::Uefi)
-            .boot(BootMedium::UsbCd(PathBuf::from("/img/rivet.iso")))
-            .disk(DiskBus::VirtioBlk, 1 << 30)
-            .disk(DiskBus::Nvme, 1 << 30)
-            .nic("tap0", "52:54:00:00:00:01");
-        let text = args_text(&builder);
-        for expected in [
-            "-machine q35,accel=tcg -m 1024 -smp 2",
-            "-serial file:/vm/console.log -no-reboot",
-            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "if=pflash,format=raw,unit=1,file=/vm/OVMF_VARS.fd",
-            "-device qemu-xhci,id=xhci",
-            "if=none,id=vmedia,format=raw,media=cdrom,readonly=on,file=/img/rivet.iso",
-            "-device usb-bot,id=bot,bus=xhci.0 -device scsi-cd,bus=bot.0,drive=vmedia,bootindex=1",
-            "if=none,id=disk0,format=raw,file=/vm/disk0.img -device virtio-blk-pci,drive=disk0,serial=rivet-vd0",
-            "if=none,id=disk1,format=raw,file=/vm/disk1.img -device nvme,drive=disk1,serial=rivet-nvme1",
-            "-netdev tap,id=net0,ifname=tap0,script=no,downscript=no",
-            "-device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,romfile=",
-        ] {
-            assert!(text.contains(expected), "missing {expected:?} in: {text}");
-        }
-    }
-
-    #[test]
-    fn bios_cd_has_no_pflash_and_boots_the_ahci_cd() {
-        let builder = VmBuilder::new("t").boot(BootMedium::Cd(PathBuf::from("/i.iso")));
-        let text = args_text(&builder);
-        assert!(!text.contains("pflash"), "{text}");
-        assert!(
-            text.contains("ide-cd,drive=cd0,bus=ide.0,bootindex=1"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn usb_disk_is_read_only_usb_storage() {
-        let builder = VmBuilder::new("t").boot(BootMedium::UsbDisk(PathBuf::from("/i.iso")));
-        let text = args_text(&builder);
-        assert!(
-            text.contains("if=none,id=stick,format=raw,readonly=on,file=/i.iso"),
-            "{text}"
-        );
-        assert!(
-            text.contains("usb-storage,bus=xhci.0,drive=stick,bootindex=1"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn a_vm_without_boot_medium_is_refused() {
-        let err = VmBuilder::new("t").qemu_args(Path::new("/vm"));
-        assert!(err.is_err());
-    }
-}
+mod tests;

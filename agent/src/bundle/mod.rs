@@ -21,6 +21,7 @@ use rivet_protocol::config_area::locator::{Locator, LOCATOR_LEN};
 use rivet_protocol::config_area::payload::Contents;
 use rivet_protocol::config_area::{CA_PATH, LOCATOR_OFFSET, SIGNING_PUBKEY_PATH};
 use rivet_protocol::network_data::NetworkData;
+use rivet_protocol::plan::Plan;
 
 use crate::bootconfig::{BootConfig, ConfigFile};
 use crate::disks::{BlockDevices, DeviceKind};
@@ -140,6 +141,10 @@ pub fn boot_config(device: &Path, contents: Contents) -> Result<BootConfig, Refu
         ),
         None => None,
     };
+    let plan = match &contents.plan {
+        Some(json) => Some(Plan::from_json(json).map_err(|e| Refused(format!("plan.json: {e}")))?),
+        None => None,
+    };
     let mut settings: Vec<&str> = contents
         .settings
         .iter()
@@ -173,6 +178,7 @@ pub fn boot_config(device: &Path, contents: Contents) -> Result<BootConfig, Refu
         network_data,
         settings_texts,
         files,
+        plan,
         problems: Vec::new(),
     })
 }
@@ -187,6 +193,9 @@ fn describe(config: &BootConfig, verified: Verified) -> String {
     }
     if !config.files.is_empty() {
         parts.push(format!("{} files", config.files.len()));
+    }
+    if let Some(plan) = &config.plan {
+        parts.push(format!("plan {}", plan.name));
     }
     let trust = match (verified.signed, verified.signature_checked) {
         (true, true) => "signature verified",

@@ -140,6 +140,7 @@ fn contents() -> Contents {
         ),
         network_data: Some(NETWORK_DATA.into()),
         ca: Some("-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n".into()),
+        plan: None,
         files: vec![BundleFile {
             path: "/usr/local/bin/hook".into(),
             mode: 0o750,
@@ -342,6 +343,45 @@ async fn a_ramdisk_key_admits_only_bundles_signed_with_it() {
     // A damaged key file in the ramdisk refuses every bundle.
     std::fs::write(&opts.signing_pubkey, "not a key").unwrap();
     assert!(found(dir.path(), &signed, &opts).await.is_none());
+}
+
+/// A plan rides in the bundle: it comes out parsed, and a ramdisk with a key runs only a
+/// plan from a bundle signed with it (docs/plan.md "Where the plan comes from, and trust").
+#[tokio::test]
+async fn a_plan_comes_with_the_bundle_and_needs_its_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_plan = Contents {
+        plan: Some(include_str!("../../../docs/plans/minimal.json").into()),
+        ..contents()
+    };
+    let config = found(
+        dir.path(),
+        &bundle_bytes(&with_plan, None),
+        &options(dir.path()),
+    )
+    .await
+    .expect("a bundle");
+    let (plan, source) = crate::bootconfig::plan(std::slice::from_ref(&config)).expect("a plan");
+    assert_eq!(plan.name, "inspect-only");
+    assert!(source.starts_with("rivet config area on "), "{source}");
+    assert!(describe(
+        &config,
+        Verified {
+            signed: false,
+            signature_checked: false
+        }
+    )
+    .contains("plan inspect-only"));
+
+    let trusted = key(1);
+    let opts = with_key(dir.path(), &trusted);
+    let unsigned = bundle_bytes(&with_plan, None);
+    assert!(found(dir.path(), &unsigned, &opts).await.is_none());
+    let signed = bundle_bytes(&with_plan, Some(&trusted));
+    let config = found(dir.path(), &signed, &opts)
+        .await
+        .expect("signed bundle");
+    assert!(config.plan.is_some());
 }
 
 #[tokio::test(start_paused = true)]

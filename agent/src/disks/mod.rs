@@ -12,7 +12,9 @@ mod safety;
 pub mod sysfs;
 pub mod udev;
 
-pub use boot::{boot_medium_reason, fat_label, iso9660_label, VolumeLabels, RIVET_LABEL};
+pub use boot::{
+    boot_medium_reason, fat_label, iso9660_label, read_labels, VolumeLabels, RIVET_LABEL,
+};
 pub use safety::writable_candidates;
 
 /// What kind of block device this is.

@@ -16,6 +16,7 @@ use super::nvme_erase;
 use super::plan::{plan, AtaFacts, DeviceFacts, EraseMode, NvmeFacts, Plan};
 use super::report::{timestamp, EraseReport, Outcome, StepReports};
 use super::signatures;
+use crate::disks::hints::matches_all;
 use crate::disks::{BlockDevice, DeviceKind};
 use crate::progress::{AbortSignal, ProgressBoard};
 
@@ -165,10 +166,28 @@ pub fn run_erase(
             )
         }
     };
+    // Devices the node says to leave alone, with their partitions.
+    let skipped: Vec<String> = devices
+        .iter()
+        .filter(|d| knobs.skip_block_devices.iter().any(|h| matches_all(h, d)))
+        .map(|d| d.name.clone())
+        .collect();
     // erase_devices works on whole devices only (IPA lists disks).
     let devices: Vec<BlockDevice> = devices
         .into_iter()
         .filter(|d| mode != EraseMode::Full || d.kind != DeviceKind::Partition)
+        .filter(|d| {
+            let skip =
+                skipped.contains(&d.name) || d.parent.as_ref().is_some_and(|p| skipped.contains(p));
+            if skip {
+                tracing::info!(
+                    "{}: leaving {} alone: listed in properties.skip_block_devices",
+                    mode.step_name(),
+                    d.path.display()
+                );
+            }
+            !skip
+        })
         .collect();
     tracing::info!(
         "{}: {} candidate device(s): {}",

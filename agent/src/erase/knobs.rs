@@ -3,10 +3,11 @@
 
 use serde_json::Value;
 
+use crate::disks::hints::{parse_skip_list, RootDeviceHints};
 use crate::settings::{NvmeSanitize, Settings};
 
 /// Everything that decides how devices are erased.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Knobs {
     /// `agent_erase_devices_iterations` (1): random overwrite passes.
     pub iterations: u32,
@@ -31,6 +32,9 @@ pub struct Knobs {
     pub guard_special_filesystems: bool,
     /// `rivet-nvme-sanitize` (off): whether NVMe Sanitize is preferred to Format NVM.
     pub nvme_sanitize: NvmeSanitize,
+    /// `node.properties.skip_block_devices`: devices matching any of these hints are left
+    /// alone (as in IPA; a deploy plan adds its report medium here).
+    pub skip_block_devices: Vec<RootDeviceHints>,
 }
 
 impl Default for Knobs {
@@ -47,6 +51,7 @@ impl Default for Knobs {
             enable_discard_erase: false,
             guard_special_filesystems: true,
             nvme_sanitize: NvmeSanitize::Off,
+            skip_block_devices: Vec::new(),
         }
     }
 }
@@ -131,6 +136,11 @@ impl Knobs {
             guard_special_filesystems: settings.guard_special_filesystems
                 && bool_knob("wipe_special_filesystems", true)?,
             nvme_sanitize: settings.nvme_sanitize,
+            skip_block_devices: parse_skip_list(
+                node.pointer("/properties/skip_block_devices")
+                    .unwrap_or(&Value::Null),
+            )
+            .map_err(|e| format!("properties.skip_block_devices: {e}"))?,
         })
     }
 }

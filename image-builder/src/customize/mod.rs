@@ -275,6 +275,22 @@ pub fn request(args: &CustomizeArgs) -> Result<Request> {
     for spec in &args.files {
         contents.files.push(bundle_file(spec)?);
     }
+    if let Some(path) = &args.plan {
+        let text = read_text("--plan", path)?;
+        let plan =
+            crate::plan::parse(&text).with_context(|| format!("--plan {}", path.display()))?;
+        let installed: Vec<&str> = contents.files.iter().map(|f| f.path.as_str()).collect();
+        for missing in crate::plan::local_images(&plan)
+            .into_iter()
+            .filter(|path| !installed.contains(&path.as_str()))
+        {
+            eprintln!(
+                "rivet-image-builder: warning: the plan writes the image file://{missing}, which \
+                 this bundle does not carry (--file IMAGE:{missing}); it must come from another medium"
+            );
+        }
+        contents.plan = Some(text);
+    }
     contents.validate()?;
     let sign_key = match &args.sign_key {
         Some(path) => Some(

@@ -126,6 +126,12 @@ pub fn show(iso: &mut (impl Read + Seek), name: &str) -> Result<String> {
             ca.matches("-----BEGIN CERTIFICATE-----").count()
         ));
     }
+    if let Some(plan) = &contents.plan {
+        let name = crate::plan::parse(plan)
+            .map(|p| format!("plan {}, {} steps", p.name, p.steps.len()))
+            .unwrap_or_else(|e| format!("unusable: {e}"));
+        out.push_str(&format!("  plan.json: {} bytes, {name}\n", plan.len()));
+    }
     for file in &contents.files {
         out.push_str(&format!(
             "  file {} ({:04o}, {} bytes)\n",

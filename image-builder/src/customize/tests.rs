@@ -30,6 +30,7 @@ fn contents() -> Contents {
         settings: Some("ipa-api-url=https://192.0.2.1:6385\nipa-agent-token=s3cret\n".into()),
         network_data: Some(r#"{"links": [{"id": "bond0", "type": "bond"}]}"#.into()),
         ca: None,
+        plan: None,
         files: vec![File {
             path: "/etc/motd".into(),
             mode: 0o644,
@@ -196,6 +197,7 @@ fn bundles_that_do_not_fit_are_refused_and_nothing_is_written() {
         config: None,
         network_data: None,
         ca: None,
+        plan: None,
         files: vec![format!("{}:/opt/huge", huge.display())],
         sign_key: None,
         reset: false,
@@ -306,4 +308,60 @@ fn damaged_isos_are_reported() {
         read_state(&mut Cursor::new(&no_locator)).unwrap_err()
     );
     assert!(err.contains("no config-area locator"), "{err}");
+}
+
+#[test]
+fn a_plan_goes_into_the_bundle_after_the_agent_s_checks() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let image = dir.path().join("disk.raw");
+    fs::write(&image, [0u8; 512]).unwrap();
+    fs::write(
+        &plan,
+        r#"{"version": 1, "name": "one", "rerun": "always", "steps": [
+             {"step": "write_image", "args": {"image_info": {"urls": ["file:///run/rivet/images/disk.raw"]}}}]}"#,
+    )
+    .unwrap();
+    let args = |extra: &[String]| {
+        let mut line: Vec<String> = [
+            "rivet-image-builder",
+            "customize",
+            "base.iso",
+            "-o",
+            "out.iso",
+        ]
+        .map(String::from)
+        .to_vec();
+        line.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(line).unwrap();
+        let crate::cli::Command::Customize(args) = cli.command else {
+            panic!("not customize")
+        };
+        args
+    };
+    let asked = request(&args(&[
+        "--plan".into(),
+        plan.display().to_string(),
+        "--file".into(),
+        format!("{}:/run/rivet/images/disk.raw", image.display()),
+    ]))
+    .unwrap();
+    let bundle = asked.bundle.unwrap();
+    assert!(bundle.plan.unwrap().contains("\"name\": \"one\""));
+    assert_eq!(bundle.files[0].path, "/run/rivet/images/disk.raw");
+
+    fs::write(
+        &plan,
+        r#"{"version": 1, "name": "one", "steps": [{"step": "wait"}]}"#,
+    )
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        request(&args(&["--plan".into(), plan.display().to_string()])).unwrap_err()
+    );
+    assert!(
+        err.contains("--plan") && err.contains("needs args.seconds"),
+        "{err}"
+    );
 }

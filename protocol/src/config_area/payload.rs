@@ -6,6 +6,7 @@
 //! | `settings` | settings in kernel-parameter syntax (`ipa-api-url=...`), one or more per line; the highest-priority settings source |
 //! | `network_data.json` | OpenStack network_data.json ([`NetworkData`]), applied as static network configuration |
 //! | `ca.pem` | CA bundle, installed as [`CA_PATH`](super::CA_PATH) and used as `cafile` |
+//! | `plan.json` | a deploy [`Plan`] (docs/plan.md) the agent runs offline; signed with the bundle |
 //! | `files/<path>` | installed as `/<path>` with the entry's permission bits |
 //!
 //! Any other entry, entry type, or a file path that is not absolute and normal makes the
@@ -15,10 +16,12 @@ use std::io::Read;
 
 use super::FormatError;
 use crate::network_data::NetworkData;
+use crate::plan::Plan;
 
 const SETTINGS: &str = "settings";
 const NETWORK_DATA: &str = "network_data.json";
 const CA: &str = "ca.pem";
+const PLAN: &str = "plan.json";
 const FILES_PREFIX: &str = "files/";
 const WHAT: &str = "bundle payload";
 /// Directories a bundle may not install files into: the kernel's and the agent's own.
@@ -43,6 +46,8 @@ pub struct Contents {
     pub network_data: Option<String>,
     /// PEM CA certificates.
     pub ca: Option<String>,
+    /// A deploy plan (JSON), checked to parse and validate as [`Plan`].
+    pub plan: Option<String>,
     pub files: Vec<File>,
 }
 
@@ -52,6 +57,7 @@ impl Contents {
         self.settings.is_none()
             && self.network_data.is_none()
             && self.ca.is_none()
+            && self.plan.is_none()
             && self.files.is_empty()
     }
 
@@ -80,6 +86,11 @@ impl Contents {
         if let Some(ca) = &self.ca {
             if !ca.contains("-----BEGIN CERTIFICATE-----") {
                 return Err(invalid("ca.pem holds no PEM certificate".into()));
+            }
+        }
+        if let Some(plan) = &self.plan {
+            if let Err(e) = Plan::from_json(plan) {
+                return Err(invalid(format!("plan.json: {e}")));
             }
         }
         let mut seen: Vec<&str> = Vec::new();
@@ -123,6 +134,9 @@ impl Contents {
         if let Some(ca) = &self.ca {
             add(CA, 0o644, ca.as_bytes())?;
         }
+        if let Some(plan) = &self.plan {
+            add(PLAN, 0o600, plan.as_bytes())?;
+        }
         for file in &self.files {
             let name = format!("{FILES_PREFIX}{}", &file.path[1..]);
             add(&name, file.mode, &file.data)?;
@@ -164,6 +178,7 @@ impl Contents {
                 SETTINGS => &mut contents.settings,
                 NETWORK_DATA => &mut contents.network_data,
                 CA => &mut contents.ca,
+                PLAN => &mut contents.plan,
                 _ => match name.strip_prefix(FILES_PREFIX) {
                     Some(rest) => {
                         contents.files.push(File {
@@ -230,6 +245,7 @@ mod tests {
             settings: Some("# comment\nipa-api-url=https://10.0.0.1:6385 ipa-debug=1\n".into()),
             network_data: Some(r#"{"links": [], "networks": [], "services": []}"#.into()),
             ca: Some("-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n".into()),
+            plan: Some(include_str!("../../../docs/plans/minimal.json").into()),
             files: vec![
                 File {
                     path: "/etc/ironic-python-agent.d/extra.conf".into(),
@@ -284,6 +300,13 @@ mod tests {
                     ..Contents::default()
                 },
                 "no PEM certificate",
+            ),
+            (
+                Contents {
+                    plan: Some(r#"{"version": 1, "name": "p", "steps": []}"#.into()),
+                    ..Contents::default()
+                },
+                "plan.json: plan: steps is empty",
             ),
         ];
         for (contents, expected) in cases {

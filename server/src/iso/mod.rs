@@ -249,6 +249,9 @@ async fn serve(
         settings: Some(bundle_settings(&node.uuid, &app.base_url(&headers))),
         network_data,
         ca: source.ca.clone(),
+        // The node's plan comes at lookup (plan mode, reporting here); a plan in the bundle
+        // would make the agent run it offline.
+        plan: None,
         files: Vec::new(),
     };
     let updated = node.updated_at;

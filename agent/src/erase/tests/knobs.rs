@@ -74,6 +74,7 @@ fn every_knob_is_read() {
             enable_discard_erase: true,
             guard_special_filesystems: false,
             nvme_sanitize: NvmeSanitize::Off,
+            skip_block_devices: Vec::new(),
         }
     );
 }

@@ -424,6 +424,41 @@ fn express_formats_nvme_and_wipes_metadata_elsewhere_partitions_first() {
 }
 
 #[test]
+fn devices_in_skip_block_devices_are_left_alone_with_their_partitions() {
+    let mut keep = plain("sdb", DeviceKind::Disk);
+    keep.device.serial = Some("REPORT-1".into());
+    let host = FakeEraseHost::new(vec![
+        plain("sda", DeviceKind::Disk),
+        keep,
+        plain("sdb1", DeviceKind::Partition),
+    ]);
+    let node = json!({"uuid": "n1", "driver_internal_info": {},
+                      "properties": {"skip_block_devices": [{"serial": "REPORT-1"}]}});
+    let progress = ProgressBoard::default();
+    let attachments = LogAttachments::default();
+    let call = EraseCall {
+        node: &node,
+        settings: &Settings::default(),
+        progress: &progress,
+        abort: &AbortSignal::default(),
+        attachments: &attachments,
+    };
+    let map = erase_step(&host, EraseMode::Express, &call).unwrap();
+    assert_eq!(map["/dev/sda"]["method"], "metadata");
+    assert!(
+        map.get("/dev/sdb").is_none() && map.get("/dev/sdb1").is_none(),
+        "{map}"
+    );
+    assert!(all(&host.devices[1].disk, OLD) && all(&host.devices[2].disk, OLD));
+    assert!(!all(&host.devices[0].disk, OLD));
+
+    let bad = json!({"properties": {"skip_block_devices": {"serial": "x"}}});
+    let call = EraseCall { node: &bad, ..call };
+    let err = erase_step(&host, EraseMode::Express, &call).unwrap_err();
+    assert!(err.to_string().contains("skip_block_devices"), "{err}");
+}
+
+#[test]
 fn metadata_erase_removes_signatures_and_reports_them() {
     let disk = plain("sda", DeviceKind::Disk);
     disk.disk.fill(0);
