@@ -25,6 +25,7 @@ impl FileSource {
         let len = file.metadata().map_err(fatal)?.len();
         let (tx, feed) = Feed::channel();
         let reader = file.clone();
+        let pool = feed.pool();
         let shown = path.display().to_string();
         std::thread::Builder::new()
             .name("image-file-reader".into())
@@ -32,7 +33,8 @@ impl FileSource {
                 let mut hasher = algorithm.hasher();
                 let mut offset = 0u64;
                 loop {
-                    let mut chunk = vec![0u8; FEED_CHUNK];
+                    let mut chunk = pool.take();
+                    chunk.resize(FEED_CHUNK, 0);
                     let n = match (&*reader).read(&mut chunk) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -22,7 +22,9 @@ use reqwest::{Client, Response, StatusCode};
 use tokio::sync::mpsc;
 use url::Url;
 
-use super::{redact_url, DownloadOptions, Feed, FeedMsg, Source, SourceError, FEED_CHUNK};
+use super::{
+    redact_url, ChunkPool, DownloadOptions, Feed, FeedMsg, Source, SourceError, FEED_CHUNK,
+};
 use crate::image::checksum::{Algorithm, Hasher};
 use crate::net::http::{client_builder, error_chain};
 
@@ -228,6 +230,7 @@ impl HttpSource {
             validator: validator.clone(),
             len,
             tx,
+            pool: feed.pool(),
             hasher: Some(algorithm.hasher()),
             position: 0,
         };
@@ -340,6 +343,7 @@ struct Pump {
     validator: Option<Validator>,
     len: Option<u64>,
     tx: mpsc::Sender<FeedMsg>,
+    pool: ChunkPool,
     hasher: Option<Hasher>,
     position: u64,
 }
@@ -393,7 +397,7 @@ impl Pump {
     }
 
     async fn stream(&mut self, response: &mut Response) -> Streamed {
-        let mut pending = Vec::with_capacity(FEED_CHUNK);
+        let mut pending = self.pool.take();
         let mut progress = false;
         let outcome = loop {
             if past(self.options.deadline) {
@@ -410,11 +414,17 @@ impl Pump {
                         hasher.update(&bytes);
                     }
                     self.position += bytes.len() as u64;
-                    pending.extend_from_slice(&bytes);
-                    if pending.len() >= FEED_CHUNK {
-                        let full = std::mem::replace(&mut pending, Vec::with_capacity(FEED_CHUNK));
-                        if self.tx.send(FeedMsg::Data(full)).await.is_err() {
-                            return Streamed::Stop;
+                    // Chunks are filled to exactly FEED_CHUNK, so they never grow.
+                    let mut rest = &bytes[..];
+                    while !rest.is_empty() {
+                        let n = rest.len().min(FEED_CHUNK - pending.len());
+                        pending.extend_from_slice(&rest[..n]);
+                        rest = &rest[n..];
+                        if pending.len() == FEED_CHUNK {
+                            let full = std::mem::replace(&mut pending, self.pool.take());
+                            if self.tx.send(FeedMsg::Data(full)).await.is_err() {
+                                return Streamed::Stop;
+                            }
                         }
                     }
                 }

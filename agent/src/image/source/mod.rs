@@ -4,7 +4,9 @@
 //! A source gives two things:
 //! - one forward [`Feed`] of the whole file, produced by its own thread and hashed there,
 //!   through a bounded channel (at most `FEED_DEPTH` chunks of `FEED_CHUNK` bytes in flight);
-//!   an HTTP feed resumes itself after a dropped connection with a range request;
+//!   an HTTP feed resumes itself after a dropped connection with a range request. The chunks
+//!   come from a [`ChunkPool`] the feed returns them to once read, so a download does not
+//!   allocate (and the kernel does not map and zero) a fresh MiB for every MiB;
 //! - random reads ([`Source::read_at`]) for formats with tables (qcow2), as HTTP range
 //!   requests.
 
@@ -14,6 +16,7 @@ pub mod http;
 mod test_server;
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -107,6 +110,37 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
+/// Feed chunks for reuse: a producer takes one, the [`Feed`] puts it back once read. Keeps
+/// at most `FEED_DEPTH + 2` (every chunk that can be in flight), so memory stays bounded.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl ChunkPool {
+    /// An empty buffer with room for `FEED_CHUNK` bytes, recycled when one is free.
+    pub fn take(&self) -> Vec<u8> {
+        let recycled = self.0.lock().ok().and_then(|mut free| free.pop());
+        match recycled {
+            Some(mut buf) => {
+                buf.clear();
+                buf
+            }
+            None => Vec::with_capacity(FEED_CHUNK),
+        }
+    }
+
+    /// Returns a buffer (one smaller than a chunk is dropped instead).
+    pub fn put(&self, buf: Vec<u8>) {
+        if buf.capacity() < FEED_CHUNK {
+            return;
+        }
+        if let Ok(mut free) = self.0.lock() {
+            if free.len() < FEED_DEPTH + 2 {
+                free.push(buf);
+            }
+        }
+    }
+}
+
 /// A message of a feed.
 #[derive(Debug)]
 pub enum FeedMsg {
@@ -123,6 +157,7 @@ pub enum FeedMsg {
 #[derive(Debug)]
 pub struct Feed {
     rx: mpsc::Receiver<FeedMsg>,
+    pool: ChunkPool,
     current: Vec<u8>,
     at: usize,
     position: u64,
@@ -143,6 +178,7 @@ impl Feed {
             tx,
             Feed {
                 rx,
+                pool: ChunkPool::default(),
                 current: Vec::new(),
                 at: 0,
                 position: 0,
@@ -150,6 +186,11 @@ impl Feed {
                 error: None,
             },
         )
+    }
+
+    /// Where the producer takes its chunks from (they come back here once read).
+    pub fn pool(&self) -> ChunkPool {
+        self.pool.clone()
     }
 
     /// Bytes read so far.
@@ -181,7 +222,7 @@ impl Feed {
             }
             match self.rx.blocking_recv() {
                 Some(FeedMsg::Data(data)) => {
-                    self.current = data;
+                    self.pool.put(std::mem::replace(&mut self.current, data));
                     self.at = 0;
                 }
                 Some(FeedMsg::End { len, hex }) => self.end = Some((len, hex)),
@@ -292,6 +333,36 @@ mod tests {
         assert_eq!(&first, b"hel");
         assert_eq!(feed.position(), 3);
         assert_eq!(feed.finish().unwrap(), (11, "d1g".to_string()));
+    }
+
+    #[test]
+    fn read_chunks_go_back_to_the_pool() {
+        let (tx, mut feed) = Feed::channel();
+        let pool = feed.pool();
+        let mut chunk = pool.take();
+        assert!(chunk.capacity() >= FEED_CHUNK);
+        chunk.extend_from_slice(&[7u8; FEED_CHUNK]);
+        let first = chunk.as_ptr();
+        tx.blocking_send(FeedMsg::Data(chunk)).unwrap();
+        tx.blocking_send(FeedMsg::Data(pool.take())).unwrap();
+        let mut read = vec![0u8; FEED_CHUNK];
+        feed.read_exact(&mut read).unwrap();
+        assert!(read.iter().all(|&b| b == 7));
+        // Reading on takes the next chunk and returns the first one, empty.
+        tx.blocking_send(FeedMsg::End {
+            len: FEED_CHUNK as u64,
+            hex: "d".into(),
+        })
+        .unwrap();
+        feed.finish().unwrap();
+        let again = pool.take();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), first);
+        // At most FEED_DEPTH + 2 are kept.
+        for _ in 0..FEED_DEPTH + 5 {
+            pool.put(Vec::with_capacity(FEED_CHUNK));
+        }
+        assert_eq!(pool.0.lock().unwrap().len(), FEED_DEPTH + 2);
     }
 
     #[test]
