@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::target::Target;
+use buffer::AlignedBuf;
+
+mod buffer;
 
 /// The part of the disk held back until the image is verified.
 pub const HOLD_BACK: u64 = 1 << 20;
@@ -69,7 +72,7 @@ enum Job {
     /// Write `data`, whose blocks listed as zero are zeroed (or skipped) instead.
     Write {
         offset: u64,
-        data: Vec<u8>,
+        data: AlignedBuf,
         segments: Vec<(usize, usize, bool)>,
     },
     Zero {
@@ -93,12 +96,12 @@ pub struct DiskWriter {
     hold: Vec<u8>,
     known_zero: bool,
     pending_offset: u64,
-    /// The buffer being filled: empty, or `BUFFER` long with `pending_len` bytes used.
-    pending: Vec<u8>,
+    /// The buffer being filled, `pending_len` bytes of it used.
+    pending: Option<AlignedBuf>,
     pending_len: usize,
     jobs: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<Result<WriteStats, WriteError>>>,
-    spare: Receiver<Vec<u8>>,
+    spare: Receiver<AlignedBuf>,
 }
 
 fn io_error(
@@ -136,7 +139,7 @@ impl DiskWriter {
         wipe(target.as_ref())?;
         let size = target.size();
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
-        let (give_back, spare) = sync_channel::<Vec<u8>>(QUEUE + 1);
+        let (give_back, spare) = sync_channel::<AlignedBuf>(QUEUE + 1);
         let worker_target = target.clone();
         let worker = std::thread::Builder::new()
             .name("image-writer".into())
@@ -153,7 +156,7 @@ impl DiskWriter {
             size,
             known_zero,
             pending_offset: 0,
-            pending: Vec::new(),
+            pending: None,
             pending_len: 0,
             jobs: Some(jobs),
             worker: Some(worker),
@@ -235,16 +238,15 @@ impl DiskWriter {
         if self.pending_len == 0 {
             self.pending_offset = offset;
         }
-        if self.pending.is_empty() {
-            let mut buf = self.spare.try_recv().unwrap_or_default();
-            if buf.capacity() < BUFFER {
-                buf = vec![0; BUFFER];
-            } else {
-                buf.resize(BUFFER, 0);
-            }
-            self.pending = buf;
-        }
-        Ok(&mut self.pending[self.pending_len..])
+        let used = self.pending_len;
+        let buf = match self.pending.take() {
+            Some(buf) => buf,
+            None => self
+                .spare
+                .try_recv()
+                .unwrap_or_else(|_| AlignedBuf::new(BUFFER)),
+        };
+        Ok(&mut self.pending.insert(buf)[used..])
     }
 
     /// `n` more bytes of the write buffer are used; a full one is sent.
@@ -290,9 +292,11 @@ impl DiskWriter {
         if self.pending_len == 0 {
             return Ok(());
         }
-        let mut data = std::mem::take(&mut self.pending);
-        data.truncate(std::mem::take(&mut self.pending_len));
-        let segments = zero_segments(&data);
+        let len = std::mem::take(&mut self.pending_len);
+        let Some(data) = self.pending.take() else {
+            return Ok(());
+        };
+        let segments = zero_segments(&data[..len]);
         let offset = self.pending_offset;
         self.send(Job::Write {
             offset,
@@ -382,7 +386,7 @@ fn zero_segments(data: &[u8]) -> Vec<(usize, usize, bool)> {
 fn work(
     target: &dyn Target,
     queue: Receiver<Job>,
-    give_back: SyncSender<Vec<u8>>,
+    give_back: SyncSender<AlignedBuf>,
     known_zero: bool,
 ) -> Result<WriteStats, WriteError> {
     let mut stats = WriteStats::default();
