@@ -1,6 +1,6 @@
 //! Images over HTTP(S), resumable.
 //!
-//! One GET streams the whole file into the [`Feed`], hashed as it arrives. When the
+//! One GET streams the whole file into the [`Feed`], which hashes it. When the
 //! connection drops (or a read times out), the transfer resumes from the byte it stopped at
 //! with `Range: bytes=N-` and `If-Range: <validator>` — the strong ETag, else Last-Modified,
 //! of the first response. A `206` starting at `N` continues; a `200` means the file changed
@@ -25,7 +25,7 @@ use url::Url;
 use super::{
     redact_url, ChunkPool, DownloadOptions, Feed, FeedMsg, Source, SourceError, FEED_CHUNK,
 };
-use crate::image::checksum::{Algorithm, Hasher};
+use crate::image::checksum::Algorithm;
 use crate::net::http::{client_builder, error_chain};
 
 /// What makes a resumed range the same file: `If-Range` takes a strong ETag or a date.
@@ -221,7 +221,7 @@ impl HttpSource {
         let len = response.content_length();
         let validator = Validator::from_headers(response.headers());
         tracing::info!(url = %shown, ?len, ?validator, "downloading image");
-        let (tx, feed) = Feed::channel();
+        let (tx, feed) = Feed::channel(algorithm);
         let pump = Pump {
             client: client.clone(),
             url: url.clone(),
@@ -231,7 +231,6 @@ impl HttpSource {
             len,
             tx,
             pool: feed.pool(),
-            hasher: Some(algorithm.hasher()),
             position: 0,
         };
         runtime.spawn(pump.run(response));
@@ -344,7 +343,6 @@ struct Pump {
     len: Option<u64>,
     tx: mpsc::Sender<FeedMsg>,
     pool: ChunkPool,
-    hasher: Option<Hasher>,
     position: u64,
 }
 
@@ -367,18 +365,7 @@ impl Pump {
             let (error, progress) = match self.stream(&mut response).await {
                 Streamed::Stop => return,
                 Streamed::Complete => {
-                    let hex = self
-                        .hasher
-                        .take()
-                        .map(Hasher::finish_hex)
-                        .unwrap_or_default();
-                    let _ = self
-                        .tx
-                        .send(FeedMsg::End {
-                            len: self.position,
-                            hex,
-                        })
-                        .await;
+                    let _ = self.tx.send(FeedMsg::End { len: self.position }).await;
                     return;
                 }
                 Streamed::Broken { error, progress } => (error, progress),
@@ -410,9 +397,6 @@ impl Pump {
             match response.chunk().await {
                 Ok(Some(bytes)) => {
                     progress = true;
-                    if let Some(hasher) = &mut self.hasher {
-                        hasher.update(&bytes);
-                    }
                     self.position += bytes.len() as u64;
                     // Chunks are filled to exactly FEED_CHUNK, so they never grow.
                     let mut rest = &bytes[..];
