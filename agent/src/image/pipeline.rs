@@ -16,11 +16,8 @@ use super::meter::{Meter, Metered};
 use super::qcow2;
 use super::source::{self, DownloadOptions, Feed, FeedError, Source, SourceError};
 use super::target::Target;
-use super::writer::{wipe, DiskWriter, WriteStats};
+use super::writer::{wipe, DiskWriter, FillError, WriteStats};
 use super::ImageError;
-
-/// Raw data is read and written in pieces of this size.
-const PIECE: usize = 4 << 20;
 
 /// What to write and how.
 pub struct WriteRequest<'a> {
@@ -147,33 +144,9 @@ fn decoder<'r>(
 }
 
 /// Copies a raw image (`head` then the rest of `reader`) to the disk from byte 0.
-fn copy_raw(head: &[u8], reader: &mut dyn Read, writer: &mut DiskWriter) -> Result<u64, CopyError> {
-    writer.write(0, head).map_err(CopyError::Write)?;
-    let mut offset = head.len() as u64;
-    let mut buf = vec![0u8; PIECE];
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match reader.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(CopyError::Read(e)),
-            }
-        }
-        if filled == 0 {
-            return Ok(offset);
-        }
-        writer
-            .write(offset, &buf[..filled])
-            .map_err(CopyError::Write)?;
-        offset += filled as u64;
-    }
-}
-
-enum CopyError {
-    Read(std::io::Error),
-    Write(super::writer::WriteError),
+fn copy_raw(head: &[u8], reader: &mut dyn Read, writer: &mut DiskWriter) -> Result<u64, FillError> {
+    writer.write(0, head).map_err(FillError::Write)?;
+    writer.write_from(head.len() as u64, reader)
 }
 
 fn attempt(
@@ -239,8 +212,8 @@ fn attempt(
                 }
                 let writer = ready_writer(target, writer, request.known_zero)?;
                 let written = copy_raw(&head, &mut metered, writer).map_err(|e| match e {
-                    CopyError::Read(e) => stream_error(metered.get_mut(), e, "reading the image"),
-                    CopyError::Write(e) => e.into(),
+                    FillError::Read(e) => stream_error(metered.get_mut(), e, "reading the image"),
+                    FillError::Write(e) => e.into(),
                 })?;
                 (detected, written)
             }
@@ -249,7 +222,7 @@ fn attempt(
             let outcome = {
                 let mut decoded = decoder(compression, Cursor::new(&head).chain(&mut metered))
                     .map_err(|e| ImageError::Decode(format!("{}: {e}", compression.name())))?;
-                let inner = read_head(&mut decoded, SNIFF_LEN).map_err(CopyError::Read);
+                let inner = read_head(&mut decoded, SNIFF_LEN).map_err(FillError::Read);
                 match inner {
                     Err(e) => Err(e),
                     Ok(inner) => {
@@ -269,12 +242,12 @@ fn attempt(
                 }
             };
             outcome.map_err(|e| match e {
-                CopyError::Read(e) => stream_error(
+                FillError::Read(e) => stream_error(
                     metered.get_mut(),
                     e,
                     &format!("decompressing {}", compression.name()),
                 ),
-                CopyError::Write(e) => e.into(),
+                FillError::Write(e) => e.into(),
             })?
         }
     };

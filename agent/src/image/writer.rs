@@ -8,15 +8,20 @@
 //!   image has been verified; everything else is flushed to stable storage before it.
 //! - On failure [`wipe`] clears the first and last MiB again.
 //! - Writes are coalesced into 4 MiB buffers written by a worker thread (bounded queue), so
-//!   decoding and disk I/O overlap. All-zero 64 KiB blocks are not written: they are zeroed
+//!   decoding and disk I/O overlap. The worker hands written buffers back for reuse, and
+//!   [`DiskWriter::write_from`] reads a stream straight into them (no intermediate copy). All-zero 64 KiB blocks are not written: they are zeroed
 //!   with `BLKZEROOUT` (fast on devices that offload it), or skipped entirely when the
 //!   device is known to read zeros already (after a verified erase).
 
+use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::target::Target;
+use buffer::AlignedBuf;
+
+mod buffer;
 
 /// The part of the disk held back until the image is verified.
 pub const HOLD_BACK: u64 = 1 << 20;
@@ -48,12 +53,26 @@ pub enum WriteError {
     WorkerGone,
 }
 
+/// Why [`DiskWriter::write_from`] stopped.
+#[derive(Debug)]
+pub enum FillError {
+    /// Reading the stream failed.
+    Read(std::io::Error),
+    Write(WriteError),
+}
+
+impl From<WriteError> for FillError {
+    fn from(e: WriteError) -> Self {
+        FillError::Write(e)
+    }
+}
+
 /// What the worker does, in order.
 enum Job {
     /// Write `data`, whose blocks listed as zero are zeroed (or skipped) instead.
     Write {
         offset: u64,
-        data: Vec<u8>,
+        data: AlignedBuf,
         segments: Vec<(usize, usize, bool)>,
     },
     Zero {
@@ -77,10 +96,12 @@ pub struct DiskWriter {
     hold: Vec<u8>,
     known_zero: bool,
     pending_offset: u64,
-    pending: Vec<u8>,
+    /// The buffer being filled, `pending_len` bytes of it used.
+    pending: Option<AlignedBuf>,
+    pending_len: usize,
     jobs: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<Result<WriteStats, WriteError>>>,
-    spare: Receiver<Vec<u8>>,
+    spare: Receiver<AlignedBuf>,
 }
 
 fn io_error(
@@ -118,7 +139,7 @@ impl DiskWriter {
         wipe(target.as_ref())?;
         let size = target.size();
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
-        let (give_back, spare) = sync_channel::<Vec<u8>>(QUEUE + 1);
+        let (give_back, spare) = sync_channel::<AlignedBuf>(QUEUE + 1);
         let worker_target = target.clone();
         let worker = std::thread::Builder::new()
             .name("image-writer".into())
@@ -135,7 +156,8 @@ impl DiskWriter {
             size,
             known_zero,
             pending_offset: 0,
-            pending: Vec::new(),
+            pending: None,
+            pending_len: 0,
             jobs: Some(jobs),
             worker: Some(worker),
             spare,
@@ -165,24 +187,73 @@ impl DiskWriter {
             offset += held as u64;
         }
         while !data.is_empty() {
-            if self.pending.is_empty() || self.pending_offset + self.pending.len() as u64 != offset
-            {
-                self.flush_pending()?;
-                self.pending_offset = offset;
-            }
-            let room = BUFFER - self.pending.len();
-            let n = room.min(data.len());
-            if self.pending.capacity() == 0 {
-                self.pending = self.spare.try_recv().unwrap_or_default();
-                self.pending.clear();
-                self.pending.reserve_exact(BUFFER);
-            }
-            self.pending.extend_from_slice(&data[..n]);
+            let room = self.room_at(offset)?;
+            let n = room.len().min(data.len());
+            room[..n].copy_from_slice(&data[..n]);
             data = &data[n..];
             offset += n as u64;
-            if self.pending.len() == BUFFER {
-                self.flush_pending()?;
+            self.filled(n)?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything `reader` yields, from `offset` of the disk on, reading it straight
+    /// into the held-back MiB and the write buffers. Returns the offset after the last byte.
+    pub fn write_from(&mut self, offset: u64, reader: &mut dyn Read) -> Result<u64, FillError> {
+        let mut offset = offset;
+        while offset < self.hold.len() as u64 {
+            let n = read_some(reader, &mut self.hold[offset as usize..])?;
+            if n == 0 {
+                return Ok(offset);
             }
+            offset += n as u64;
+        }
+        loop {
+            if offset >= self.size {
+                // Only an empty rest of the stream fits.
+                let mut probe = [0u8; 1];
+                if read_some(reader, &mut probe)? == 0 {
+                    return Ok(offset);
+                }
+                self.check_fits(offset, 1)?;
+            }
+            let limit = (self.size - offset).min(BUFFER as u64) as usize;
+            let room = self.room_at(offset)?;
+            let end = room.len().min(limit);
+            let n = read_some(reader, &mut room[..end])?;
+            if n == 0 {
+                return Ok(offset);
+            }
+            offset += n as u64;
+            self.filled(n)?;
+        }
+    }
+
+    /// The free part of the write buffer, which continues at `offset` (a buffer that
+    /// does not is sent first).
+    fn room_at(&mut self, offset: u64) -> Result<&mut [u8], WriteError> {
+        if self.pending_len > 0 && self.pending_offset + self.pending_len as u64 != offset {
+            self.flush_pending()?;
+        }
+        if self.pending_len == 0 {
+            self.pending_offset = offset;
+        }
+        let used = self.pending_len;
+        let buf = match self.pending.take() {
+            Some(buf) => buf,
+            None => self
+                .spare
+                .try_recv()
+                .unwrap_or_else(|_| AlignedBuf::new(BUFFER)),
+        };
+        Ok(&mut self.pending.insert(buf)[used..])
+    }
+
+    /// `n` more bytes of the write buffer are used; a full one is sent.
+    fn filled(&mut self, n: usize) -> Result<(), WriteError> {
+        self.pending_len += n;
+        if self.pending_len == BUFFER {
+            self.flush_pending()?;
         }
         Ok(())
     }
@@ -218,11 +289,14 @@ impl DiskWriter {
     }
 
     fn flush_pending(&mut self) -> Result<(), WriteError> {
-        if self.pending.is_empty() {
+        if self.pending_len == 0 {
             return Ok(());
         }
-        let data = std::mem::take(&mut self.pending);
-        let segments = zero_segments(&data);
+        let len = std::mem::take(&mut self.pending_len);
+        let Some(data) = self.pending.take() else {
+            return Ok(());
+        };
+        let segments = zero_segments(&data[..len]);
         let offset = self.pending_offset;
         self.send(Job::Write {
             offset,
@@ -242,7 +316,7 @@ impl DiskWriter {
     /// Starts over for another attempt: waits for queued writes, forgets the held-back MiB
     /// and no longer trusts the device to read zeros (the failed attempt wrote data).
     pub fn restart(mut self) -> Result<DiskWriter, WriteError> {
-        self.pending.clear();
+        self.pending_len = 0;
         self.join()?;
         let target = self.target.clone();
         drop(self);
@@ -274,13 +348,33 @@ impl Drop for DiskWriter {
     }
 }
 
+/// One `read`, retried when interrupted.
+fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize, FillError> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other.map_err(FillError::Read),
+        }
+    }
+}
+
+/// Whether every byte is zero; ORs 64-byte lanes (which the compiler vectorises) and stops
+/// at the first lane that is not.
+fn all_zero(block: &[u8]) -> bool {
+    let mut lanes = block.chunks_exact(64);
+    let lanes_zero = lanes
+        .by_ref()
+        .all(|lane| lane.iter().fold(0u8, |acc, &b| acc | b) == 0);
+    lanes_zero && lanes.remainder().iter().all(|&b| b == 0)
+}
+
 /// Splits `data` into runs of all-zero and other [`ZERO_BLOCK`]s: `(start, end, zero)`.
 fn zero_segments(data: &[u8]) -> Vec<(usize, usize, bool)> {
     let mut segments: Vec<(usize, usize, bool)> = Vec::new();
     for (i, block) in data.chunks(ZERO_BLOCK).enumerate() {
         let start = i * ZERO_BLOCK;
         let end = start + block.len();
-        let zero = block.iter().all(|&b| b == 0);
+        let zero = all_zero(block);
         match segments.last_mut() {
             Some(last) if last.2 == zero => last.1 = end,
             _ => segments.push((start, end, zero)),
@@ -292,7 +386,7 @@ fn zero_segments(data: &[u8]) -> Vec<(usize, usize, bool)> {
 fn work(
     target: &dyn Target,
     queue: Receiver<Job>,
-    give_back: SyncSender<Vec<u8>>,
+    give_back: SyncSender<AlignedBuf>,
     known_zero: bool,
 ) -> Result<WriteStats, WriteError> {
     let mut stats = WriteStats::default();

@@ -23,16 +23,17 @@ impl FileSource {
         let fatal = |e: std::io::Error| SourceError::Fatal(format!("{}: {e}", path.display()));
         let file = Arc::new(File::open(path).map_err(fatal)?);
         let len = file.metadata().map_err(fatal)?.len();
-        let (tx, feed) = Feed::channel();
+        let (tx, feed) = Feed::channel(algorithm);
         let reader = file.clone();
+        let pool = feed.pool();
         let shown = path.display().to_string();
         std::thread::Builder::new()
             .name("image-file-reader".into())
             .spawn(move || {
-                let mut hasher = algorithm.hasher();
                 let mut offset = 0u64;
                 loop {
-                    let mut chunk = vec![0u8; FEED_CHUNK];
+                    let mut chunk = pool.take();
+                    chunk.resize(FEED_CHUNK, 0);
                     let n = match (&*reader).read(&mut chunk) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -43,12 +44,10 @@ impl FileSource {
                         }
                     };
                     if n == 0 {
-                        let hex = hasher.finish_hex();
-                        let _ = tx.blocking_send(FeedMsg::End { len: offset, hex });
+                        let _ = tx.blocking_send(FeedMsg::End { len: offset });
                         return;
                     }
                     chunk.truncate(n);
-                    hasher.update(&chunk);
                     offset += n as u64;
                     if tx.blocking_send(FeedMsg::Data(chunk)).is_err() {
                         return;

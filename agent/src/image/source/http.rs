@@ -1,6 +1,6 @@
 //! Images over HTTP(S), resumable.
 //!
-//! One GET streams the whole file into the [`Feed`], hashed as it arrives. When the
+//! One GET streams the whole file into the [`Feed`], which hashes it. When the
 //! connection drops (or a read times out), the transfer resumes from the byte it stopped at
 //! with `Range: bytes=N-` and `If-Range: <validator>` — the strong ETag, else Last-Modified,
 //! of the first response. A `206` starting at `N` continues; a `200` means the file changed
@@ -22,8 +22,10 @@ use reqwest::{Client, Response, StatusCode};
 use tokio::sync::mpsc;
 use url::Url;
 
-use super::{redact_url, DownloadOptions, Feed, FeedMsg, Source, SourceError, FEED_CHUNK};
-use crate::image::checksum::{Algorithm, Hasher};
+use super::{
+    redact_url, ChunkPool, DownloadOptions, Feed, FeedMsg, Source, SourceError, FEED_CHUNK,
+};
+use crate::image::checksum::Algorithm;
 use crate::net::http::{client_builder, error_chain};
 
 /// What makes a resumed range the same file: `If-Range` takes a strong ETag or a date.
@@ -219,7 +221,7 @@ impl HttpSource {
         let len = response.content_length();
         let validator = Validator::from_headers(response.headers());
         tracing::info!(url = %shown, ?len, ?validator, "downloading image");
-        let (tx, feed) = Feed::channel();
+        let (tx, feed) = Feed::channel(algorithm);
         let pump = Pump {
             client: client.clone(),
             url: url.clone(),
@@ -228,7 +230,7 @@ impl HttpSource {
             validator: validator.clone(),
             len,
             tx,
-            hasher: Some(algorithm.hasher()),
+            pool: feed.pool(),
             position: 0,
         };
         runtime.spawn(pump.run(response));
@@ -340,7 +342,7 @@ struct Pump {
     validator: Option<Validator>,
     len: Option<u64>,
     tx: mpsc::Sender<FeedMsg>,
-    hasher: Option<Hasher>,
+    pool: ChunkPool,
     position: u64,
 }
 
@@ -363,18 +365,7 @@ impl Pump {
             let (error, progress) = match self.stream(&mut response).await {
                 Streamed::Stop => return,
                 Streamed::Complete => {
-                    let hex = self
-                        .hasher
-                        .take()
-                        .map(Hasher::finish_hex)
-                        .unwrap_or_default();
-                    let _ = self
-                        .tx
-                        .send(FeedMsg::End {
-                            len: self.position,
-                            hex,
-                        })
-                        .await;
+                    let _ = self.tx.send(FeedMsg::End { len: self.position }).await;
                     return;
                 }
                 Streamed::Broken { error, progress } => (error, progress),
@@ -393,7 +384,7 @@ impl Pump {
     }
 
     async fn stream(&mut self, response: &mut Response) -> Streamed {
-        let mut pending = Vec::with_capacity(FEED_CHUNK);
+        let mut pending = self.pool.take();
         let mut progress = false;
         let outcome = loop {
             if past(self.options.deadline) {
@@ -406,15 +397,18 @@ impl Pump {
             match response.chunk().await {
                 Ok(Some(bytes)) => {
                     progress = true;
-                    if let Some(hasher) = &mut self.hasher {
-                        hasher.update(&bytes);
-                    }
                     self.position += bytes.len() as u64;
-                    pending.extend_from_slice(&bytes);
-                    if pending.len() >= FEED_CHUNK {
-                        let full = std::mem::replace(&mut pending, Vec::with_capacity(FEED_CHUNK));
-                        if self.tx.send(FeedMsg::Data(full)).await.is_err() {
-                            return Streamed::Stop;
+                    // Chunks are filled to exactly FEED_CHUNK, so they never grow.
+                    let mut rest = &bytes[..];
+                    while !rest.is_empty() {
+                        let n = rest.len().min(FEED_CHUNK - pending.len());
+                        pending.extend_from_slice(&rest[..n]);
+                        rest = &rest[n..];
+                        if pending.len() == FEED_CHUNK {
+                            let full = std::mem::replace(&mut pending, self.pool.take());
+                            if self.tx.send(FeedMsg::Data(full)).await.is_err() {
+                                return Streamed::Stop;
+                            }
                         }
                     }
                 }

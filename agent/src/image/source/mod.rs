@@ -2,9 +2,12 @@
 //! ([`file::FileSource`], `file://` URLs: the boot ISO or another attached medium).
 //!
 //! A source gives two things:
-//! - one forward [`Feed`] of the whole file, produced by its own thread and hashed there,
-//!   through a bounded channel (at most `FEED_DEPTH` chunks of `FEED_CHUNK` bytes in flight);
-//!   an HTTP feed resumes itself after a dropped connection with a range request;
+//! - one forward [`Feed`] of the whole file, produced by its own thread, through a bounded
+//!   channel, and hashed by the feed as each chunk arrives (on the consumer's thread, so
+//!   receiving and hashing run on two cores), (at most `FEED_DEPTH` chunks of `FEED_CHUNK` bytes in flight);
+//!   an HTTP feed resumes itself after a dropped connection with a range request. The chunks
+//!   come from a [`ChunkPool`] the feed returns them to once read, so a download does not
+//!   allocate (and the kernel does not map and zero) a fresh MiB for every MiB;
 //! - random reads ([`Source::read_at`]) for formats with tables (qcow2), as HTTP range
 //!   requests.
 
@@ -14,11 +17,12 @@ pub mod http;
 mod test_server;
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::checksum::Algorithm;
+use super::checksum::{Algorithm, Hasher};
 use crate::net::http::HttpTls;
 
 /// Bytes per feed message.
@@ -107,14 +111,44 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
+/// Feed chunks for reuse: a producer takes one, the [`Feed`] puts it back once read. Keeps
+/// at most `FEED_DEPTH + 2` (every chunk that can be in flight), so memory stays bounded.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl ChunkPool {
+    /// An empty buffer with room for `FEED_CHUNK` bytes, recycled when one is free.
+    pub fn take(&self) -> Vec<u8> {
+        let recycled = self.0.lock().ok().and_then(|mut free| free.pop());
+        match recycled {
+            Some(mut buf) => {
+                buf.clear();
+                buf
+            }
+            None => Vec::with_capacity(FEED_CHUNK),
+        }
+    }
+
+    /// Returns a buffer (one smaller than a chunk is dropped instead).
+    pub fn put(&self, buf: Vec<u8>) {
+        if buf.capacity() < FEED_CHUNK {
+            return;
+        }
+        if let Ok(mut free) = self.0.lock() {
+            if free.len() < FEED_DEPTH + 2 {
+                free.push(buf);
+            }
+        }
+    }
+}
+
 /// A message of a feed.
 #[derive(Debug)]
 pub enum FeedMsg {
     Data(Vec<u8>),
-    /// The whole file went through: its length and digest.
+    /// The whole file went through: its length.
     End {
         len: u64,
-        hex: String,
     },
     Failed(SourceError),
 }
@@ -123,6 +157,11 @@ pub enum FeedMsg {
 #[derive(Debug)]
 pub struct Feed {
     rx: mpsc::Receiver<FeedMsg>,
+    pool: ChunkPool,
+    /// Hashes every chunk as it arrives, in order; taken at the end.
+    hasher: Option<Hasher>,
+    /// Bytes received (hashed) so far.
+    received: u64,
     current: Vec<u8>,
     at: usize,
     position: u64,
@@ -136,13 +175,16 @@ pub struct Feed {
 pub struct FeedError(pub SourceError);
 
 impl Feed {
-    /// A feed and the sender its producer uses.
-    pub fn channel() -> (mpsc::Sender<FeedMsg>, Feed) {
+    /// A feed hashing with `algorithm`, and the sender its producer uses.
+    pub fn channel(algorithm: Algorithm) -> (mpsc::Sender<FeedMsg>, Feed) {
         let (tx, rx) = mpsc::channel(FEED_DEPTH);
         (
             tx,
             Feed {
                 rx,
+                pool: ChunkPool::default(),
+                hasher: Some(algorithm.hasher()),
+                received: 0,
                 current: Vec::new(),
                 at: 0,
                 position: 0,
@@ -150,6 +192,11 @@ impl Feed {
                 error: None,
             },
         )
+    }
+
+    /// Where the producer takes its chunks from (they come back here once read).
+    pub fn pool(&self) -> ChunkPool {
+        self.pool.clone()
     }
 
     /// Bytes read so far.
@@ -181,10 +228,23 @@ impl Feed {
             }
             match self.rx.blocking_recv() {
                 Some(FeedMsg::Data(data)) => {
-                    self.current = data;
+                    if let Some(hasher) = &mut self.hasher {
+                        hasher.update(&data);
+                    }
+                    self.received += data.len() as u64;
+                    self.pool.put(std::mem::replace(&mut self.current, data));
                     self.at = 0;
                 }
-                Some(FeedMsg::End { len, hex }) => self.end = Some((len, hex)),
+                Some(FeedMsg::End { len }) if len == self.received => {
+                    let hex = self.hasher.take().map(Hasher::finish_hex);
+                    self.end = Some((len, hex.unwrap_or_default()));
+                }
+                Some(FeedMsg::End { len }) => {
+                    self.error = Some(SourceError::Failed(format!(
+                        "the image stream ended at byte {} but its source counted {len}",
+                        self.received
+                    )))
+                }
                 Some(FeedMsg::Failed(error)) => self.error = Some(error),
                 None => {
                     self.error = Some(SourceError::Failed(
@@ -277,33 +337,73 @@ mod tests {
 
     #[test]
     fn a_feed_reads_chunks_then_reports_its_digest() {
-        let (tx, mut feed) = Feed::channel();
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
         std::thread::spawn(move || {
             tx.blocking_send(FeedMsg::Data(b"hello ".to_vec())).unwrap();
             tx.blocking_send(FeedMsg::Data(b"world".to_vec())).unwrap();
-            tx.blocking_send(FeedMsg::End {
-                len: 11,
-                hex: "d1g".into(),
-            })
-            .unwrap();
+            tx.blocking_send(FeedMsg::End { len: 11 }).unwrap();
         });
         let mut first = [0u8; 3];
         feed.read_exact(&mut first).unwrap();
         assert_eq!(&first, b"hel");
         assert_eq!(feed.position(), 3);
-        assert_eq!(feed.finish().unwrap(), (11, "d1g".to_string()));
+        assert_eq!(
+            feed.finish().unwrap(),
+            (
+                11,
+                "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_length_that_disagrees_with_the_bytes_fails() {
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
+        tx.blocking_send(FeedMsg::Data(b"abc".to_vec())).unwrap();
+        tx.blocking_send(FeedMsg::End { len: 4 }).unwrap();
+        let err = feed.finish().unwrap_err();
+        assert!(err.to_string().contains("ended at byte 3"), "{err}");
+    }
+
+    #[test]
+    fn read_chunks_go_back_to_the_pool() {
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
+        let pool = feed.pool();
+        let mut chunk = pool.take();
+        assert!(chunk.capacity() >= FEED_CHUNK);
+        chunk.extend_from_slice(&[7u8; FEED_CHUNK]);
+        let first = chunk.as_ptr();
+        tx.blocking_send(FeedMsg::Data(chunk)).unwrap();
+        tx.blocking_send(FeedMsg::Data(pool.take())).unwrap();
+        let mut read = vec![0u8; FEED_CHUNK];
+        feed.read_exact(&mut read).unwrap();
+        assert!(read.iter().all(|&b| b == 7));
+        // Reading on takes the next chunk and returns the first one, empty.
+        tx.blocking_send(FeedMsg::End {
+            len: FEED_CHUNK as u64,
+        })
+        .unwrap();
+        feed.finish().unwrap();
+        let again = pool.take();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), first);
+        // At most FEED_DEPTH + 2 are kept.
+        for _ in 0..FEED_DEPTH + 5 {
+            pool.put(Vec::with_capacity(FEED_CHUNK));
+        }
+        assert_eq!(pool.0.lock().unwrap().len(), FEED_DEPTH + 2);
     }
 
     #[test]
     fn a_feed_failure_is_kept_for_the_caller() {
-        let (tx, mut feed) = Feed::channel();
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
         tx.blocking_send(FeedMsg::Failed(SourceError::Changed("etag".into())))
             .unwrap();
         let err = feed.read(&mut [0u8; 4]).unwrap_err();
         assert!(err.to_string().contains("etag"));
         assert_eq!(feed.error(), Some(&SourceError::Changed("etag".into())));
         drop(feed);
-        let (tx, mut feed) = Feed::channel();
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
         drop(tx);
         assert!(feed.read(&mut [0u8; 4]).is_err());
         assert!(matches!(feed.error(), Some(SourceError::Failed(_))));

@@ -1,3 +1,4 @@
+use std::io::Read;
 use std::sync::Arc;
 
 use super::*;
@@ -107,4 +108,85 @@ fn zero_segments_merge_runs() {
             (3 * ZERO_BLOCK, 5 * ZERO_BLOCK + 10, false)
         ]
     );
+}
+
+/// Hands out a stream in reads of varying, odd sizes.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.step = self.step % 700_001 + 99_991;
+        let n = buf.len().min(self.data.len()).min(self.step);
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_stream_is_read_into_the_buffers_and_held_back_like_writes() {
+    let disk = Arc::new(MemoryDisk::new(16 * MIB, 0xee));
+    let mut image = pattern(9 * MIB + 4321, 5);
+    image[5 * MIB..6 * MIB].fill(0);
+    let mut writer = DiskWriter::begin(disk.clone(), false).unwrap();
+    writer.write(0, &image[..1000]).unwrap();
+    let mut stream = Trickle {
+        data: &image[1000..],
+        step: 0,
+    };
+    let end = writer.write_from(1000, &mut stream).unwrap();
+    assert_eq!(end, image.len() as u64);
+    assert!(disk.content()[..MIB].iter().all(|&b| b == 0));
+    let stats = writer.finish().unwrap();
+    assert_eq!(stats.written + stats.zeroed, image.len() as u64);
+    assert_eq!(stats.zeroed, MIB as u64);
+    assert_eq!(&disk.content()[..image.len()], &image[..]);
+    let ops = disk.ops();
+    let small = ops
+        .iter()
+        .filter(|op| matches!(op, Op::Write { len, .. } if *len < MIB as u64))
+        .count();
+    assert!(small <= 1, "{ops:?}");
+}
+
+#[test]
+fn a_stream_longer_than_the_disk_is_refused() {
+    for (size, image) in [(2 * MIB, 2 * MIB + 1), (MIB / 2, MIB)] {
+        let disk = Arc::new(MemoryDisk::new(size, 0));
+        let mut writer = DiskWriter::begin(disk, false).unwrap();
+        let data = pattern(image, 2);
+        let mut stream = Trickle {
+            data: &data,
+            step: 0,
+        };
+        let err = writer.write_from(0, &mut stream).unwrap_err();
+        assert!(
+            matches!(err, FillError::Write(WriteError::TooLarge { needed, .. }) if needed == size as u64 + 1),
+            "{err:?}"
+        );
+    }
+    // Exactly the disk's size fits.
+    let disk = Arc::new(MemoryDisk::new(2 * MIB, 0));
+    let mut writer = DiskWriter::begin(disk.clone(), false).unwrap();
+    let data = pattern(2 * MIB, 4);
+    let end = writer.write_from(0, &mut &data[..]).unwrap();
+    assert_eq!(end, 2 * MIB as u64);
+    writer.finish().unwrap();
+    assert_eq!(disk.content(), data);
+}
+
+#[test]
+fn all_zero_looks_at_every_byte() {
+    for len in [0, 1, 63, 64, 65, 4096 + 17] {
+        let mut block = vec![0u8; len];
+        assert!(all_zero(&block));
+        for at in 0..len {
+            block[at] = 1;
+            assert!(!all_zero(&block), "{len} {at}");
+            block[at] = 0;
+        }
+    }
 }
