@@ -10,8 +10,10 @@
 //! - [`partition`]: partition images: IPA's layout, the image into the root partition.
 
 pub mod checksum;
+pub mod chroot;
 pub mod disklabel;
 pub mod format;
+pub mod grub;
 pub mod meter;
 pub mod partition;
 pub mod pipeline;
