@@ -298,20 +298,23 @@ pub fn manage_uefi(
     let esp_type = uuid::Uuid::parse_str(ESP_TYPE)
         .map_err(|e| e.to_string())?
         .to_bytes_le();
-    let wanted = esp_uuid
-        .map(|u| uuid::Uuid::parse_str(u).map(|u| u.to_bytes_le()))
-        .transpose()
-        .map_err(|e| format!("efi_system_part_uuid: {e}"))?;
+    // IPA finds the partition with lsblk by UUID or PARTUUID: for a partition image
+    // Ironic passes the ESP's FAT serial (`ABCD-1234`), for others a PARTUUID.
+    let wanted = esp_uuid.map(str::to_ascii_lowercase);
+    let ss = gpt.sector_size;
     let Some((number, entry)) = gpt.iter().find(|(_, e)| {
         e.is_used()
-            && match wanted {
-                Some(guid) => e.unique_partition_guid == guid,
+            && match &wanted {
+                Some(wanted) => {
+                    uuid::Uuid::from_bytes_le(e.unique_partition_guid).to_string() == *wanted
+                        || crate::image::partition::fs::fs_uuid(disk, e.starting_lba * ss)
+                            .is_some_and(|u| u.to_ascii_lowercase() == *wanted)
+                }
                 None => e.partition_type_guid == esp_type,
             }
     }) else {
         return Ok(None);
     };
-    let ss = gpt.sector_size;
     let esp = fat::Fat::open(disk, entry.starting_lba * ss)
         .map_err(|e| format!("reading the EFI system partition {number}: {e}"))?;
     let loaders = find_loaders(&esp)
