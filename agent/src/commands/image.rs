@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::catalog::{required, Env};
 use super::failure::Failure;
 use super::output::CommandOutput;
-use crate::efi::{manage_uefi, Efivarfs, EFIVARS_DIR};
+use crate::efi::{ensure_efivarfs, manage_uefi, Efivarfs, EFIVARS_DIR};
 use crate::image::grub::{find_partition, install_grub, GrubTarget};
 
 const COMMAND: &str = "install_bootloader";
@@ -147,6 +147,7 @@ fn uefi_entries(env: &Env, boot_mode: &str, efi: Option<&str>) -> Result<bool, S
     };
     let disk =
         std::fs::File::open(&device).map_err(|e| format!("opening {}: {e}", device.display()))?;
+    ensure_efivarfs(&env.host.root);
     let vars = Efivarfs::new(env.host.root.join(EFIVARS_DIR));
     match manage_uefi(&disk, efi, &vars)? {
         Some(outcome) => {
