@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod conductor_view;
+pub mod deploy;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod image;

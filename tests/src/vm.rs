@@ -46,6 +46,8 @@ pub enum BootMedium {
     UsbCd(PathBuf),
     /// The (hybrid) ISO as a read-only USB stick on xHCI.
     UsbDisk(PathBuf),
+    /// The first disk added to the builder (e.g. one deployed by an earlier VM).
+    Disk,
     /// Direct kernel boot, no firmware boot loader involved.
     Kernel {
         kernel: PathBuf,
@@ -67,6 +69,8 @@ struct Disk {
     size_bytes: u64,
     /// Every byte of the image is this one (else the image is sparse, all zeroes).
     fill: Option<u8>,
+    /// An existing image used as this disk (hard-linked into the VM's directory).
+    source: Option<PathBuf>,
 }
 
 /// What a NIC is plugged into.
@@ -128,6 +132,20 @@ impl VmBuilder {
             bus,
             size_bytes,
             fill: None,
+            source: None,
+        });
+        self
+    }
+
+    /// Adds a disk whose image is the existing file `image` (another VM's
+    /// [`Vm::disk_image`], after that VM stopped): it is hard-linked (else copied) into this
+    /// VM's directory, so writes reach the same file.
+    pub fn disk_from(mut self, bus: DiskBus, image: &Path) -> Self {
+        self.disks.push(Disk {
+            bus,
+            size_bytes: 0,
+            fill: None,
+            source: Some(image.to_owned()),
         });
         self
     }
@@ -139,6 +157,7 @@ impl VmBuilder {
             bus,
             size_bytes,
             fill: Some(byte),
+            source: None,
         });
         self
     }
@@ -234,6 +253,11 @@ impl VmBuilder {
                 }
                 args.push_all(["-append", append]);
             }
+            BootMedium::Disk => ensure!(
+                !self.disks.is_empty(),
+                "VM {} boots from its first disk but has none",
+                self.name
+            ),
         }
         for (i, disk) in self.disks.iter().enumerate() {
             let id = format!("disk{i}");
@@ -242,10 +266,13 @@ impl VmBuilder {
                 &format!("if=none,id={id},format=raw,file="),
                 &dir.join(format!("{id}.img")),
             )?;
-            let device = match disk.bus {
+            let mut device = match disk.bus {
                 DiskBus::VirtioBlk => format!("virtio-blk-pci,drive={id},serial=rivet-vd{i}"),
                 DiskBus::Nvme => format!("nvme,drive={id},serial=rivet-nvme{i}"),
             };
+            if i == 0 && matches!(boot, BootMedium::Disk) {
+                device.push_str(",bootindex=1");
+            }
             args.push_all(["-device", &device]);
         }
         for (i, nic) in self.nics.iter().enumerate() {
@@ -301,6 +328,12 @@ impl VmBuilder {
         }
         for (i, disk) in self.disks.iter().enumerate() {
             let path = dir.path().join(format!("disk{i}.img"));
+            if let Some(source) = &disk.source {
+                std::fs::hard_link(source, &path)
+                    .or_else(|_| std::fs::copy(source, &path).map(drop))
+                    .with_context(|| format!("using {} as {}", source.display(), path.display()))?;
+                continue;
+            }
             File::create(&path)
                 .and_then(|f| match disk.fill {
                     None => f.set_len(disk.size_bytes),
