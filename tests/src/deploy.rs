@@ -48,7 +48,8 @@ pub fn bootable_uefi_disk(dir: &Path, kernel: &Path, marker: &str) -> Result<Pat
     std::fs::write(
         &cfg,
         format!(
-            "set timeout=0\nsearch --no-floppy --set=root --file /rivet-deployed\n\
+            "set timeout=0\ninsmod part_gpt\ninsmod fat\n\
+             search --no-floppy --set=root --file /rivet-deployed\n\
              linux /vmlinuz console=ttyS0 panic=-1 {marker}\nboot\n"
         ),
     )
@@ -59,7 +60,6 @@ pub fn bootable_uefi_disk(dir: &Path, kernel: &Path, marker: &str) -> Result<Pat
         &[
             "-O",
             "x86_64-efi",
-            "--install-modules=linux normal search search_fs_file part_gpt fat configfile echo",
             "--locales=",
             "--fonts=",
             "--themes=",
@@ -111,6 +111,42 @@ pub fn bootable_uefi_disk(dir: &Path, kernel: &Path, marker: &str) -> Result<Pat
     std::os::unix::fs::FileExt::write_all_at(&file, &content, MIB)
         .context("writing the ESP into the disk image")?;
     Ok(disk)
+}
+
+/// An ext4 file system image `name` of `mib` MiB in `dir` (mkfs.ext4), and its UUID.
+pub fn ext4_image(dir: &Path, name: &str, mib: u64) -> Result<(PathBuf, String)> {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .and_then(|f| f.set_len(mib * MIB))
+        .with_context(|| format!("creating {}", path.display()))?;
+    run("mkfs.ext4", &["-q", "-F", "-L", "rivet-root", text(&path)?])?;
+    let output = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "UUID", text(&path)?])
+        .output()
+        .context("running blkid (util-linux)")?;
+    let uuid = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    ensure!(
+        !uuid.is_empty(),
+        "blkid found no UUID on {}",
+        path.display()
+    );
+    Ok((path, uuid))
+}
+
+/// `sfdisk --json <disk>`'s `partitiontable`.
+pub fn sfdisk_json(disk: &Path) -> Result<Value> {
+    let output = Command::new("sfdisk")
+        .args(["--json", text(disk)?])
+        .output()
+        .context("running sfdisk (Debian package fdisk; ci/setup installs it)")?;
+    ensure!(
+        output.status.success(),
+        "sfdisk --json {}: {}",
+        disk.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table: Value = serde_json::from_slice(&output.stdout).context("parsing sfdisk's JSON")?;
+    Ok(table["partitiontable"].clone())
 }
 
 /// The SHA-256 of a file, hex.
