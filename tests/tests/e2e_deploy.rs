@@ -155,9 +155,9 @@ fn direct_deploy_of_a_whole_disk_image_boots_from_the_deployed_disk() {
     or_panic(or_panic(result));
 }
 
-/// The agent's ramdisk has no ext4 (nor the image a GRUB to run): installing the boot
-/// loader fails, which `ipa-ignore-bootloader-failure=1` turns into a logged error, so this
-/// scenario checks the layout and what the conductor got, not a boot.
+/// The image has no GRUB to run: installing the boot loader mounts its root (ext4) in the
+/// ramdisk and then fails, which `ipa-ignore-bootloader-failure=1` turns into a logged
+/// error, so this scenario checks the layout and what the conductor got, not a boot.
 #[test]
 fn direct_deploy_of_a_partition_image_lays_out_the_disk_as_ipa() {
     let lab = or_panic(Lab::create_with_args("ipa-ignore-bootloader-failure=1"));
@@ -188,6 +188,13 @@ fn direct_deploy_of_a_partition_image_lays_out_the_disk_as_ipa() {
             root_uuid == &json!(fs_uuid),
             "the conductor's root_uuid_or_disk_id is {root_uuid}, the image's file system is \
              {fs_uuid}"
+        );
+        // The agent mounted the image's root and its binds, looked for GRUB, unmounted.
+        let console = vm.console_text();
+        ensure!(
+            console.contains("has neither grub-install nor grub2-install"),
+            "the console does not show the GRUB installation reaching the image's root:\n{}",
+            vm.failure_report()
         );
         let disk = vm.disk_image(0)?;
         let table = sfdisk_json(&disk)?;

@@ -53,6 +53,13 @@ impl BootHost for SystemBootHost {
             )
             .map_err(|e| format!("{what} (sysfs): {e}")),
             MountKind::Device => {
+                // Root file systems of partition images; the ramdisk loads none at boot.
+                // crc32c first: ext4 and XFS ask the kernel for it by alias at mount time,
+                // which a ramdisk without modprobe cannot answer.
+                crate::init::load_modules(
+                    &["crc32c_generic", "ext4", "xfs", "vfat"],
+                    "mounting the image",
+                );
                 let mut tried = Vec::new();
                 for fs in block_filesystems()? {
                     match mount(
