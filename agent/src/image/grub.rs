@@ -129,10 +129,17 @@ pub fn install_grub(host: &dyn BootHost, target: &GrubTarget) -> Result<(), Stri
 fn with_mounts(mounts: &mut Mounts<'_>, root: &Path, target: &GrubTarget) -> Result<(), String> {
     let inside = |p: &str| root.join(p.trim_start_matches('/'));
     mounts.mount(MountKind::Device, &target.root, root)?;
+    // A minimal image may lack the mount points (IPA's mount would then fail).
+    let mount_point = |dir: &str| {
+        let at = inside(dir);
+        std::fs::create_dir_all(&at)
+            .map(|()| at)
+            .map_err(|e| format!("creating {dir} in the image: {e}"))
+    };
     for dir in ["/dev", "/proc", "/run"] {
-        mounts.mount(MountKind::Bind, Path::new(dir), &inside(dir))?;
+        mounts.mount(MountKind::Bind, Path::new(dir), &mount_point(dir)?)?;
     }
-    mounts.mount(MountKind::Sysfs, Path::new("none"), &inside("/sys"))?;
+    mounts.mount(MountKind::Sysfs, Path::new("none"), &mount_point("/sys")?)?;
     if let Some(esp) = &target.esp {
         let at = inside("/boot/efi");
         std::fs::create_dir_all(&at).map_err(|e| format!("creating {}: {e}", at.display()))?;
