@@ -56,8 +56,17 @@ impl BootHost for SystemBootHost {
                 // Root file systems of partition images; the ramdisk loads none at boot.
                 // crc32c first: ext4 and XFS ask the kernel for it by alias at mount time,
                 // which a ramdisk without modprobe cannot answer.
+                // vfat (the ESP) needs its default codepage and iocharset.
                 crate::init::load_modules(
-                    &["crc32c_generic", "ext4", "xfs", "vfat"],
+                    &[
+                        "crc32c_generic",
+                        "ext4",
+                        "xfs",
+                        "vfat",
+                        "nls_cp437",
+                        "nls_ascii",
+                        "nls_utf8",
+                    ],
                     "mounting the image",
                 );
                 let mut tried = Vec::new();
