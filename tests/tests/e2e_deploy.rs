@@ -224,13 +224,25 @@ fn direct_deploy_of_a_partition_image_lays_out_the_disk_as_ipa() {
             layout == expected,
             "layout {layout:?}, expected {expected:?}"
         );
-        let source = std::fs::read(&image)?;
-        let mut written = vec![0u8; source.len()];
-        let file = std::fs::File::open(&disk)?;
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut written, 615 * MIB)?;
+        // The agent mounted it read-write (superblock, journal changed): its UUID says it is
+        // the image's file system.
+        let output = std::process::Command::new("blkid")
+            .args([
+                "-p",
+                "-O",
+                &(615 * MIB).to_string(),
+                "-o",
+                "value",
+                "-s",
+                "UUID",
+            ])
+            .arg(&disk)
+            .output()
+            .context("running blkid")?;
+        let found = String::from_utf8_lossy(&output.stdout).trim().to_string();
         ensure!(
-            written == source,
-            "the root partition does not hold the image"
+            found == fs_uuid,
+            "the root partition holds file system {found:?}, not the image's {fs_uuid}"
         );
         Ok::<(), anyhow::Error>(())
     });
