@@ -59,6 +59,18 @@ pub const DEFAULT_MODULES: &[DefaultEntry] = &[
     row("fs/nls/nls_utf8.ko", "UTF-8 names (iocharset=utf8)"),
     row("fs/nls/nls_iso8859-1.ko", "Latin-1 names"),
     row("fs/efivarfs", "EFI variables (boot entries)"),
+    row(
+        "fs/ext4",
+        "ext4 root file systems of partition images (GRUB install)",
+    ),
+    row(
+        "fs/xfs",
+        "XFS root file systems of partition images (GRUB install)",
+    ),
+    row(
+        "crypto/crc32c_generic.ko",
+        "crc32c: ext4 and XFS metadata checksums",
+    ),
 ];
 
 /// Why a selection cannot be made.

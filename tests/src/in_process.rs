@@ -12,6 +12,7 @@ use rivet_agent::commands::{CommandRunner, HostAccess};
 use rivet_agent::context::AgentContext;
 use rivet_agent::disks::{BlockDevice, BlockDevices, DiskError};
 use rivet_agent::erase::fake::{FakeDevice, FakeDisk, FakeEraseHost};
+use rivet_agent::image::grub::FakeBootHost;
 use rivet_agent::ironic::lookup::{apply_lookup, ApplyOutcome};
 use rivet_agent::logbuf::LogBuffer;
 use rivet_agent::power::FakePower;
@@ -89,6 +90,8 @@ impl InProcessAgent {
             root: fake_root(dir.path())?,
             fs_sync: fs_sync.clone(),
             log_sources: fake_log_sources(dir.path())?,
+            // Mounts nothing and runs nothing: GRUB installs find no image root here.
+            boot: Arc::new(FakeBootHost::new(&dir.path().join("image-root"), None)),
         };
         // The managers `rivet-agent run` has, except that the generic one lists no block
         // devices and erases a fake disk: the replays run write_image and

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bootdisk;
 pub mod conductor_view;
+pub mod deploy;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod host_step;

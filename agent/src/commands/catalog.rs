@@ -13,6 +13,8 @@ use super::output::CommandOutput;
 use super::service::ApiError;
 use super::{image, rescue, standby, step_commands};
 use crate::context::{AgentContext, Lifecycle};
+use crate::image::chroot::SystemBootHost;
+use crate::image::grub::BootHost;
 use crate::logbuf::LogBuffer;
 use crate::power::Power;
 use crate::steps::HardwareManagers;
@@ -25,6 +27,8 @@ pub struct HostAccess {
     pub root: PathBuf,
     pub fs_sync: Arc<dyn FsSync>,
     pub log_sources: LogSources,
+    /// Mounts and the image's own programs for `install_bootloader`'s GRUB.
+    pub boot: Arc<dyn BootHost>,
 }
 
 impl HostAccess {
@@ -34,6 +38,7 @@ impl HostAccess {
             root: PathBuf::from("/"),
             fs_sync: Arc::new(HostFsSync::default()),
             log_sources: LogSources::system(),
+            boot: Arc::new(SystemBootHost),
         }
     }
 }

@@ -4,9 +4,11 @@
 //! disk's EFI system partition (the one named by `efi_system_part_uuid`, else the first of
 //! ESP type) through efivarfs, as IPA's `manage_uefi` does with efibootmgr ([`crate::efi`]).
 //! A whole-disk image (`root_uuid` null or `0x00000000`) without an ESP or loader needs
-//! nothing, as in IPA. This build installs no GRUB (BIOS) and sets up no PReP partition:
-//! those fail clearly, unless `ignore_bootloader_failure` (the parameter, or the setting when
-//! the parameter is absent) says to carry on, as IPA does for its own failures.
+//! nothing, as in IPA. Otherwise (a partition image, or UEFI without loaders on the ESP) the
+//! image's own GRUB is installed from a chroot ([`crate::image::grub`]), in BIOS mode only when
+//! `enable_bios_bootloader_install` (else IPA's `InvalidImage`). PReP partitions fail
+//! clearly. `ignore_bootloader_failure` (the parameter, or the setting when the parameter is
+//! absent) turns any failure into a logged error, as IPA does.
 
 use rivet_protocol::JsonObject;
 use serde_json::Value;
@@ -14,7 +16,8 @@ use serde_json::Value;
 use super::catalog::{required, Env};
 use super::failure::Failure;
 use super::output::CommandOutput;
-use crate::efi::{manage_uefi, Efivarfs, EFIVARS_DIR};
+use crate::efi::{ensure_efivarfs, manage_uefi, Efivarfs, EFIVARS_DIR};
+use crate::image::grub::{find_partition, install_grub, GrubTarget};
 
 const COMMAND: &str = "install_bootloader";
 
@@ -46,47 +49,91 @@ pub(crate) fn install_bootloader(params: &JsonObject, env: &Env) -> Result<Comma
     };
 
     let whole_disk = matches!(root_uuid, None | Some("0x00000000"));
-    let uefi = match uefi_entries(env, boot_mode, efi) {
-        Ok(done) => done,
-        Err(problem) if ignore_failure => {
-            tracing::error!(%problem, "boot entries not set up; ignored as requested");
-            return Ok(CommandOutput::none());
-        }
-        Err(problem) => return Err(Failure::execution(problem)),
-    };
-    let problem = if uefi && prep.is_none() {
-        None
-    } else if efi.is_some() || prep.is_some() {
-        Some(format!(
-            "setting up a boot loader on a partition (efi_system_part_uuid={}, \
-             prep_boot_part_uuid={}) is not supported by this build of rivet-agent",
-            efi.unwrap_or("None"),
-            prep.unwrap_or("None")
-        ))
-    } else if !whole_disk {
-        Some(format!(
-            "installing a boot loader for a partition image (root_uuid={}) is not supported \
-             by this build of rivet-agent",
-            root_uuid.unwrap_or("None")
-        ))
-    } else {
-        None
-    };
-
-    match problem {
-        None => {
+    let outcome = match uefi_entries(env, boot_mode, efi) {
+        Ok(true) if prep.is_none() => Ok(()),
+        Ok(_) if whole_disk && efi.is_none() && prep.is_none() => {
             tracing::info!(
                 boot_mode,
                 "whole-disk image without a root UUID: no boot loader to install"
             );
+            Ok(())
+        }
+        Ok(_) => grub(env, boot_mode, root_uuid, efi, prep),
+        Err(problem) => Err(Failure::execution(problem)),
+    };
+    match outcome {
+        Ok(()) => Ok(CommandOutput::none()),
+        Err(failure) if ignore_failure => {
+            tracing::error!(problem = %failure.error.details, "boot loader not installed; ignored as requested");
             Ok(CommandOutput::none())
         }
-        Some(problem) if ignore_failure => {
-            tracing::error!(%problem, "boot loader not installed; ignored as requested");
-            Ok(CommandOutput::none())
-        }
-        Some(problem) => Err(Failure::execution(problem)),
+        Err(failure) => Err(failure),
     }
+}
+
+/// IPA's `_install_grub2`: the image's own GRUB on the disk `write_image` wrote, from a
+/// chroot into its root partition (and ESP in UEFI); then, in UEFI, boot entries for what
+/// GRUB put on the ESP.
+fn grub(
+    env: &Env,
+    boot_mode: &str,
+    root_uuid: Option<&str>,
+    efi: Option<&str>,
+    prep: Option<&str>,
+) -> Result<(), Failure> {
+    if let Some(prep) = prep {
+        return Err(Failure::execution(format!(
+            "installing a boot loader on a PReP partition (prep_boot_part_uuid={prep}) is \
+             not supported by this build of rivet-agent"
+        )));
+    }
+    let uefi = boot_mode == "uefi";
+    if !uefi && !env.ctx.settings.enable_bios_bootloader_install {
+        return Err(Failure::new(
+            "InvalidImage",
+            500,
+            "The image is invalid",
+            "installing a BIOS boot loader (GRUB) is disabled: \
+             enable_bios_bootloader_install is false",
+        ));
+    }
+    let Some(disk) = env.ctx.state().root_device else {
+        return Err(Failure::execution(
+            "no disk to install a boot loader on: write_image has not written one",
+        ));
+    };
+    let file = std::fs::File::open(&disk)
+        .map_err(|e| Failure::execution(format!("opening {}: {e}", disk.display())))?;
+    let find = |what: &str, uuid: &str| {
+        find_partition(&disk, &file, uuid).ok_or_else(|| {
+            Failure::new(
+                "DeviceNotFound",
+                404,
+                "Error finding the disk or partition device to deploy the image onto",
+                format!(
+                    "no partition with UUID {uuid} ({what}) on {}",
+                    disk.display()
+                ),
+            )
+        })
+    };
+    let root_uuid = root_uuid.ok_or_else(|| {
+        Failure::execution("installing GRUB needs the root partition's root_uuid")
+    })?;
+    let target = GrubTarget {
+        disk: disk.clone(),
+        root: find("root", root_uuid)?,
+        esp: match efi {
+            Some(uuid) if uefi => Some(find("EFI system partition", uuid)?),
+            _ => None,
+        },
+    };
+    drop(file);
+    install_grub(env.host.boot.as_ref(), &target).map_err(Failure::execution)?;
+    if uefi {
+        uefi_entries(env, boot_mode, efi).map_err(Failure::execution)?;
+    }
+    Ok(())
 }
 
 /// In UEFI mode with a disk written by `write_image`: boot entries for its ESP's loaders.
@@ -100,6 +147,7 @@ fn uefi_entries(env: &Env, boot_mode: &str, efi: Option<&str>) -> Result<bool, S
     };
     let disk =
         std::fs::File::open(&device).map_err(|e| format!("opening {}: {e}", device.display()))?;
+    ensure_efivarfs(&env.host.root);
     let vars = Efivarfs::new(env.host.root.join(EFIVARS_DIR));
     match manage_uefi(&disk, efi, &vars)? {
         Some(outcome) => {

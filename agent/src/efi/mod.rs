@@ -31,6 +31,44 @@ nix::ioctl_read!(fs_ioc_getflags, b'f', 1, libc::c_long);
 nix::ioctl_write_ptr!(fs_ioc_setflags, b'f', 2, libc::c_long);
 const FS_IMMUTABLE_FL: libc::c_long = 0x10;
 
+/// efivarfs's `statfs` type.
+const EFIVARFS_MAGIC: u64 = 0xde5e_81e4;
+
+fn is_efivarfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .ok()
+        .and_then(|s| u64::try_from(s.filesystem_type().0).ok())
+        == Some(EFIVARFS_MAGIC)
+}
+
+/// On this machine (`root` is `/`) booted in UEFI mode: mounts efivarfs on
+/// `/sys/firmware/efi/efivars` unless it is there, loading its module first. The ramdisk's
+/// early mounts run before any module is loaded, and the kernel cannot load efivarfs by
+/// itself without a modprobe; without it the directory is sysfs's empty mount point, where
+/// no variable can be created. A failure is logged; the variable writes then fail.
+pub fn ensure_efivarfs(root: &Path) {
+    let dir = Path::new("/").join(EFIVARS_DIR);
+    if root != Path::new("/") || !Path::new("/sys/firmware/efi").is_dir() || is_efivarfs(&dir) {
+        return;
+    }
+    crate::init::load_modules(&["efivarfs"], "UEFI boot entries");
+    let flags = nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    match nix::mount::mount(
+        Some("efivarfs"),
+        &dir,
+        Some("efivarfs"),
+        flags,
+        None::<&str>,
+    ) {
+        Ok(()) => tracing::info!(dir = %dir.display(), "efivarfs mounted"),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "mounting efivarfs failed")
+        }
+    }
+}
+
 /// EFI global variables as efivarfs shows them: one file per variable, its 4-byte
 /// attributes then its data. Tests point it at a plain directory.
 #[derive(Debug, Clone)]
@@ -298,20 +336,23 @@ pub fn manage_uefi(
     let esp_type = uuid::Uuid::parse_str(ESP_TYPE)
         .map_err(|e| e.to_string())?
         .to_bytes_le();
-    let wanted = esp_uuid
-        .map(|u| uuid::Uuid::parse_str(u).map(|u| u.to_bytes_le()))
-        .transpose()
-        .map_err(|e| format!("efi_system_part_uuid: {e}"))?;
+    // IPA finds the partition with lsblk by UUID or PARTUUID: for a partition image
+    // Ironic passes the ESP's FAT serial (`ABCD-1234`), for others a PARTUUID.
+    let wanted = esp_uuid.map(str::to_ascii_lowercase);
+    let ss = gpt.sector_size;
     let Some((number, entry)) = gpt.iter().find(|(_, e)| {
         e.is_used()
-            && match wanted {
-                Some(guid) => e.unique_partition_guid == guid,
+            && match &wanted {
+                Some(wanted) => {
+                    uuid::Uuid::from_bytes_le(e.unique_partition_guid).to_string() == *wanted
+                        || crate::image::partition::fs::fs_uuid(disk, e.starting_lba * ss)
+                            .is_some_and(|u| u.to_ascii_lowercase() == *wanted)
+                }
                 None => e.partition_type_guid == esp_type,
             }
     }) else {
         return Ok(None);
     };
-    let ss = gpt.sector_size;
     let esp = fat::Fat::open(disk, entry.starting_lba * ss)
         .map_err(|e| format!("reading the EFI system partition {number}: {e}"))?;
     let loaders = find_loaders(&esp)
@@ -336,8 +377,13 @@ pub fn manage_uefi(
             entry.unique_partition_guid,
             &loader,
         );
-        let boot = add_boot_entry(vars, &label, &path)
-            .map_err(|e| format!("writing the boot entry for {loader}: {e}"))?;
+        let boot = add_boot_entry(vars, &label, &path).map_err(|e| {
+            format!(
+                "writing the boot entry for {loader} in {}: {e} (efivarfs not mounted \
+                     there?)",
+                vars.dir().display()
+            )
+        })?;
         entries.push((boot, label, loader));
     }
     entries.reverse();

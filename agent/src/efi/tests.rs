@@ -188,3 +188,26 @@ fn no_esp_or_no_loader_means_nothing_to_do() {
     let err = manage_uefi(&disk, None, &missing).unwrap_err();
     assert!(err.contains("not booted in UEFI mode"), "{err}");
 }
+
+#[test]
+fn the_esp_is_found_by_its_fat_serial_as_ironic_passes_it_for_partition_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = esp(
+        dir.path(),
+        16384,
+        "16",
+        &[("EFI/BOOT/BOOTX64.EFI", b"loader".to_vec())],
+    );
+    // Untyped, so only the UUID can find it.
+    let disk = disk_with(dir.path(), &image, false);
+    let serial = crate::image::partition::fs::fs_uuid(&disk, ESP_START * 512).unwrap();
+    let vars = vars(dir.path());
+    assert!(manage_uefi(&disk, None, &vars).unwrap().is_none());
+    let outcome = manage_uefi(&disk, Some(&serial.to_lowercase()), &vars)
+        .unwrap()
+        .expect("entries for the ESP named by its FAT serial");
+    assert_eq!(outcome.entries.len(), 1);
+    assert!(manage_uefi(&disk, Some("0000-0000"), &vars)
+        .unwrap()
+        .is_none());
+}

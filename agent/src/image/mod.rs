@@ -7,11 +7,15 @@
 //! - [`qcow2`]: native qcow2 to raw while streaming.
 //! - [`writer`]: the first MiB held back until verified; cleared on failure.
 //! - [`pipeline`]: one image from its URLs to a verified disk.
+//! - [`partition`]: partition images: IPA's layout, the image into the root partition.
 
 pub mod checksum;
+pub mod chroot;
 pub mod disklabel;
 pub mod format;
+pub mod grub;
 pub mod meter;
+pub mod partition;
 pub mod pipeline;
 pub mod qcow2;
 pub mod source;

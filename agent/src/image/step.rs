@@ -5,8 +5,8 @@
 //! The root device comes only from [`writable_candidates`] (never the boot medium; on a
 //! host only `rivet-host-disks`) through the root device hints of the node
 //! (`instance_info.root_device`, else `properties.root_device`; strict mode refuses
-//! ambiguous hints). Partition images (`image_type: partition`) are not supported by this
-//! build and fail before anything is written.
+//! ambiguous hints). Partition images (`image_type: partition`) get IPA's layout
+//! ([`super::partition`]) and the image in their root partition.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +18,10 @@ use serde_json::{json, Value};
 use super::checksum::{self, ExpectedDigest, ExpectedSource};
 use super::disklabel::{self, MAX_CONFIG_DRIVE};
 use super::meter::Meter;
+use super::partition::deploy::{finish as finish_partitions, plan_for, Plan};
+use super::partition::fs::{CommandFsMaker, FsMaker};
+use super::partition::layout::Role;
+use super::partition::Slice;
 use super::pipeline::{self, WriteRequest};
 use super::source::{self, DownloadOptions};
 use super::target::{DiskFile, Target};
@@ -270,26 +274,43 @@ fn finish_disk(disk: &DiskFile, drive: Option<&[u8]>) -> Result<String, disklabe
     disklabel::disk_identifier(disk.file())
 }
 
-/// Runs the step. `in_ramdisk`: the agent is PID 1 of its ramdisk (see
+/// What `write_image` needs from the machine besides the step call.
+pub struct WriteHost<'a> {
+    pub devices: &'a dyn BlockDevices,
+    /// The agent is PID 1 of its ramdisk (see [`writable_candidates`]).
+    pub in_ramdisk: bool,
+    /// `/sys/firmware/efi` exists: the ramdisk booted in UEFI mode.
+    pub firmware_uefi: bool,
+    /// Makes the ephemeral partition's file system.
+    pub fs_maker: &'a dyn FsMaker,
+}
+
+/// Runs the step on this machine. `in_ramdisk`: the agent is PID 1 of its ramdisk (see
 /// [`writable_candidates`]).
 pub fn write_image(
     devices: &dyn BlockDevices,
     in_ramdisk: bool,
     call: &StepCall<'_>,
 ) -> Result<Value, StepError> {
+    let host = WriteHost {
+        devices,
+        in_ramdisk,
+        firmware_uefi: std::path::Path::new("/sys/firmware/efi").is_dir(),
+        fs_maker: &CommandFsMaker,
+    };
+    write_image_on(&host, call)
+}
+
+/// Runs the step with the machine access in `host`.
+pub fn write_image_on(host: &WriteHost<'_>, call: &StepCall<'_>) -> Result<Value, StepError> {
     let args: WriteImageArgs = serde_json::from_value(Value::Object(call.args.clone()))
         .map_err(|e| invalid(format!("write_image arguments: {e}")))?;
     let info = &args.image_info;
     let state = call.ctx.state();
     info.validate(state.md5_enabled)
         .map_err(|e| invalid(e.to_string()))?;
-    if info.is_partition_image() {
-        return Err(StepError::NotSupported(
-            "write_image with a partition image (image_type: partition)".into(),
-        ));
-    }
     let settings = &call.ctx.settings;
-    let device = choose_device(devices, settings, in_ramdisk, call.node)?;
+    let device = choose_device(host.devices, settings, host.in_ramdisk, call.node)?;
     let options = download_options(settings, info)?;
     let expected = expected_digest(info, state.md5_enabled, &options)?;
     let drive = match &args.configdrive {
@@ -298,11 +319,31 @@ pub fn write_image(
     };
     let id = info.id.clone().unwrap_or_default();
     let dev = device.path.display().to_string();
-    tracing::info!(image = %id, device = %dev, algorithm = expected.algorithm.name(), "writing image");
+    tracing::info!(image = %id, device = %dev, algorithm = expected.algorithm.name(), partition_image = info.is_partition_image(), "writing image");
 
     let disk = Arc::new(
         DiskFile::open(&device.path).map_err(|e| write_failed(format!("opening {dev}: {e}")))?,
     );
+    // A partition image: the layout first (nothing written yet), the image into the root
+    // partition's place.
+    let plan = if info.is_partition_image() {
+        let drive_len = drive.as_ref().map_or(0, |d| d.len() as u64);
+        let plan = plan_for(info, call.node, host.firmware_uefi, disk.size(), drive_len)
+            .map_err(invalid)?;
+        wipe(disk.as_ref()).map_err(|e| write_failed(format!("clearing {dev}: {e}")))?;
+        Some(plan)
+    } else {
+        None
+    };
+    let target: Arc<dyn Target> = match plan.as_ref().and_then(|p| p.layout.get(Role::Root)) {
+        Some(root) => Arc::new(Slice::new(
+            disk.clone(),
+            root.start,
+            root.len,
+            format!("{dev} root partition {}", root.number),
+        )),
+        None => disk.clone(),
+    };
     let task = format!("write_image {id} to {dev}");
     let urls = info.urls.clone().unwrap_or_default();
     let request = WriteRequest {
@@ -318,21 +359,43 @@ pub fn write_image(
         }),
     };
     let started = Instant::now();
-    let written = match pipeline::write_image(disk.clone(), &request) {
+    let written = match pipeline::write_image(target, &request) {
         Ok(written) => written,
         Err(e) => {
             call.progress.finish(&task, "failed");
+            if plan.is_some() {
+                if let Err(wiped) = wipe(disk.as_ref()) {
+                    tracing::error!(device = %dev, error = %wiped, "clearing the disk after a failure");
+                }
+            }
             return Err(image_error(e));
         }
     };
-    let root_uuid = match finish_disk(&disk, drive.as_deref()) {
-        Ok(uuid) => uuid,
+    let finished = match &plan {
+        Some(plan) => finish_partitions(
+            &disk,
+            &device.path,
+            plan,
+            u64::from(device.logical_sector_size.max(512)),
+            drive.as_deref(),
+            host.fs_maker,
+        ),
+        None => finish_disk(&disk, drive.as_deref())
+            .map(|uuid| {
+                let mut uuids = serde_json::Map::new();
+                uuids.insert("root uuid".into(), Value::String(uuid));
+                uuids
+            })
+            .map_err(|e| e.to_string()),
+    };
+    let uuids = match finished {
+        Ok(uuids) => uuids,
         Err(e) => {
             call.progress.finish(&task, "failed");
             if let Err(wiped) = wipe(disk.as_ref()) {
                 tracing::error!(device = %dev, error = %wiped, "clearing the partition table after a failure");
             }
-            return Err(write_failed(e.to_string()));
+            return Err(write_failed(e));
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -345,14 +408,42 @@ pub fn write_image(
             written.file_bytes >> 20
         ),
     );
+    let root_uuid = uuids
+        .get("root uuid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let esp_uuid = uuids
+        .get("efi system partition uuid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     call.ctx.update_state(|s| {
-        let mut uuids = serde_json::Map::new();
-        uuids.insert("root uuid".into(), Value::String(root_uuid.clone()));
         s.partition_uuids = Some(uuids);
         s.root_device = Some(device.path.clone());
     });
+    Ok(
+        json!({ "result": format!("prepare_image: {}", result_message(info, &id, &dev, &root_uuid, esp_uuid.as_deref(), plan.as_ref())) }),
+    )
+}
+
+/// IPA's `_message_format`: the ESP's UUID is added when `image_info.deploy_boot_mode` is
+/// uefi and there is one.
+fn result_message(
+    info: &ImageInfo,
+    id: &str,
+    dev: &str,
+    root_uuid: &str,
+    esp_uuid: Option<&str>,
+    plan: Option<&Plan>,
+) -> String {
     let message = format!("image ({id}) written to device {dev} root_uuid={root_uuid}");
-    Ok(json!({ "result": format!("prepare_image: {message}") }))
+    let uefi_info = info.deploy_boot_mode.clone().flatten().as_deref() == Some("uefi");
+    match esp_uuid {
+        Some(esp) if uefi_info && plan.is_some_and(|p| p.uefi) => {
+            format!("{message} efi_system_partition_uuid={esp}")
+        }
+        _ => message,
+    }
 }
 
 #[cfg(test)]

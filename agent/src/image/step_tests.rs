@@ -255,11 +255,15 @@ fn write_image_step_fails_clearly_on_bad_input() {
         matches!(&err, StepError::Ipa { type_, code: 400, .. } if type_ == "InvalidCommandParamsError"),
         "{err:?}"
     );
-    // Partition images are not supported by this build.
+    // A partition image without root_mb.
     let mut info = image_info(&s, &sha256(&s.image));
     info["image_type"] = json!("partition");
     let err = run(&s, devices(), json!({"image_info": info}), json!({})).unwrap_err();
-    assert!(matches!(err, StepError::NotSupported(_)), "{err:?}");
+    assert!(
+        matches!(&err, StepError::Ipa { type_, code: 400, .. } if type_ == "InvalidCommandParamsError"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("root_mb"), "{err}");
     // Nothing was written so far.
     assert!(std::fs::read(&s.disk).unwrap()[..2 * MIB]
         .iter()
@@ -308,3 +312,6 @@ fn write_image_step_refuses_an_image_without_partitions_and_clears_the_disk() {
         .iter()
         .all(|&b| b == 0));
 }
+
+#[path = "partition_step_tests.rs"]
+mod partition;

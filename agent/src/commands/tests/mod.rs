@@ -16,6 +16,7 @@ use super::service::{ApiError, CommandService};
 use super::{CommandRunner, HostAccess};
 use crate::context::AgentContext;
 use crate::erase::fake::FakeEraseHost;
+use crate::image::grub::FakeBootHost;
 use crate::logbuf::LogBuffer;
 use crate::power::FakePower;
 use crate::settings::Settings;
@@ -98,6 +99,8 @@ pub(super) struct Harness {
     pub gate: Arc<Gate>,
     pub logs: LogBuffer,
     pub root: tempfile::TempDir,
+    /// What install_bootloader's GRUB would have mounted and run.
+    pub boot: Arc<FakeBootHost>,
 }
 
 impl Drop for Harness {
@@ -110,6 +113,8 @@ pub(super) struct Options {
     pub power: FakePower,
     pub fs: FakeFsSync,
     pub settings: Settings,
+    /// The "mounted" image root the fake boot host shows (`None`: an empty directory).
+    pub boot_root: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -118,6 +123,7 @@ impl Default for Options {
             power: FakePower::new(),
             fs: FakeFsSync::with_devices(&["nvme0n1", "sda"]),
             settings: Settings::default(),
+            boot_root: None,
         }
     }
 }
@@ -145,6 +151,11 @@ pub(super) fn harness_with(options: Options) -> Harness {
     let power = Arc::new(options.power);
     let fs = Arc::new(options.fs);
     let logs = LogBuffer::new(100);
+    let boot_root = options
+        .boot_root
+        .clone()
+        .unwrap_or_else(|| root.path().join("image-root"));
+    let boot = Arc::new(FakeBootHost::new(&boot_root, None));
     let host = HostAccess {
         root: root.path().join("root"),
         fs_sync: fs.clone(),
@@ -157,6 +168,7 @@ pub(super) fn harness_with(options: Options) -> Harness {
             proc_root: root.path().join("proc"),
             sys_root: root.path().join("sys"),
         },
+        boot: boot.clone(),
     };
     let runner = CommandRunner::with_host(ctx.clone(), managers, power.clone(), logs.clone(), host);
     Harness {
@@ -167,6 +179,7 @@ pub(super) fn harness_with(options: Options) -> Harness {
         gate,
         logs,
         root,
+        boot,
     }
 }
 

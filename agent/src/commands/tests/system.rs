@@ -261,6 +261,7 @@ async fn install_bootloader_adds_uefi_entries_for_the_written_disk() {
 #[tokio::test]
 async fn install_bootloader_fails_clearly_for_what_it_cannot_do() {
     let h = harness();
+    // GRUB for BIOS is off unless enable_bios_bootloader_install: IPA's InvalidImage.
     for params in [
         json!({"root_uuid": "3f2a0b44-1111-2222-3333-444455556666", "target_boot_mode": "bios"}),
         json!({"root_uuid": null, "efi_system_part_uuid": "8c4d5e6f-0000-1111-2222-333344445555"}),
@@ -268,11 +269,22 @@ async fn install_bootloader_fails_clearly_for_what_it_cannot_do() {
         let done = h.ok("image.install_bootloader", params.clone(), true).await;
         assert_eq!(status(&done), CommandStatus::Failed, "{params}");
         let error = done.command_error.expect("error");
-        assert_eq!(error.type_, "CommandExecutionError");
-        assert!(error
-            .details
-            .contains("not supported by this build of rivet-agent"));
+        assert_eq!(error.type_, "InvalidImage");
+        assert!(error.details.contains("enable_bios_bootloader_install"));
     }
+    let done = h
+        .ok(
+            "image.install_bootloader",
+            json!({"root_uuid": "3f2a0b44-1111-2222-3333-444455556666",
+                   "prep_boot_part_uuid": "8c4d5e6f-0000-1111-2222-333344445555"}),
+            true,
+        )
+        .await;
+    assert!(done
+        .command_error
+        .expect("error")
+        .details
+        .contains("not supported by this build of rivet-agent"));
     let done = h.ok("image.install_bootloader", json!({}), true).await;
     assert!(done
         .command_error
@@ -290,4 +302,83 @@ async fn install_bootloader_fails_clearly_for_what_it_cannot_do() {
         )
         .await;
     assert_eq!(status(&done), CommandStatus::Succeeded);
+    assert!(h.boot.log().is_empty());
+}
+
+#[tokio::test]
+async fn install_bootloader_runs_the_images_grub_for_a_bios_partition_image() {
+    use crate::image::partition::fs::write_swap;
+    use crate::image::partition::layout::{plan, Label, LayoutRequest, Role};
+    use crate::image::partition::table::write_table;
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let image_root = work.path().join("image-root");
+    std::fs::create_dir_all(image_root.join("usr/sbin")).expect("image root");
+    std::fs::write(image_root.join("usr/sbin/grub-install"), b"").expect("grub-install");
+    let mut options = Options {
+        boot_root: Some(image_root),
+        ..Options::default()
+    };
+    options.settings.enable_bios_bootloader_install = true;
+    let h = harness_with(options);
+
+    // A disk laid out for a BIOS partition image; the "root file system" is a swap
+    // signature, whose UUID find_partition reads as it would an ext4's.
+    let disk = work.path().join("vda");
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&disk)
+        .expect("disk");
+    file.set_len(64 << 20).expect("size");
+    let request = LayoutRequest {
+        uefi: false,
+        label: Label::Msdos,
+        root_mb: 16,
+        swap_mb: 0,
+        ephemeral_mb: 0,
+        configdrive_mb: 0,
+    };
+    let layout = plan(&request, 64 << 20).expect("layout");
+    write_table(&file, &layout, 512, true).expect("table");
+    let root = layout.get(Role::Root).expect("root");
+    let uuid = uuid::Uuid::new_v4();
+    write_swap(&file, root.start, root.len, uuid, "root").expect("fs");
+    h.ctx.update_state(|s| s.root_device = Some(disk.clone()));
+
+    let done = h
+        .ok(
+            "image.install_bootloader",
+            json!({"root_uuid": uuid.to_string(), "efi_system_part_uuid": null,
+                   "prep_boot_part_uuid": null, "target_boot_mode": "bios"}),
+            true,
+        )
+        .await;
+    assert_eq!(
+        status(&done),
+        CommandStatus::Succeeded,
+        "{:?}",
+        done.command_error
+    );
+    let log = h.boot.log();
+    let dev = disk.display();
+    assert_eq!(log[0], format!("mount Device {dev}1 ROOT/"));
+    assert!(
+        log.contains(&format!("chroot ROOT/ grub-install {dev}")),
+        "{log:?}"
+    );
+    assert_eq!(log.last().map(String::as_str), Some("rmdir"));
+
+    // A root UUID that is on no partition: DeviceNotFound.
+    let done = h
+        .ok(
+            "image.install_bootloader",
+            json!({"root_uuid": "00000000-0000-0000-0000-000000000000",
+                   "target_boot_mode": "bios"}),
+            true,
+        )
+        .await;
+    assert_eq!(done.command_error.expect("error").type_, "DeviceNotFound");
 }
