@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::e2e::TRANSITION_TIMEOUT;
+use crate::image::BootImage;
 use crate::ironic::RealIronic;
 use crate::netns::TestNet;
 use crate::process::LoggedChild;
@@ -154,6 +155,21 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::Digest;
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(hex::encode(sha2::Sha256::digest(&data)))
+}
+
+/// Links the lab's kernel and initramfs into the served directory: the pxe boot interface
+/// fetches `driver_info`'s deploy kernel and ramdisk into its TFTP root, although the VM
+/// boots the ISO (nothing boots over the network here).
+pub fn serve_deploy_ramdisk(image: &BootImage, images: &Path) -> Result<()> {
+    for (from, to) in [
+        (image.kernel(), "deploy.kernel"),
+        (image.initramfs(), "deploy.initramfs"),
+    ] {
+        std::fs::hard_link(&from, images.join(to))
+            .or_else(|_| std::fs::copy(&from, images.join(to)).map(drop))
+            .with_context(|| format!("linking {} into the image directory", from.display()))?;
+    }
+    Ok(())
 }
 
 /// `python3 -m http.server` serving `dir` on `address:port` inside the namespace.

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use rivet_tests::deploy::{
-    bootable_uefi_disk, enroll_for_deploy, ext4_image, sfdisk_json, sha256_file, FileServer,
+    bootable_uefi_disk, enroll_for_deploy, ext4_image, serve_deploy_ramdisk, sfdisk_json,
+    sha256_file, FileServer,
 };
 use rivet_tests::e2e::{Lab, BOOT_TIMEOUT, VM_MAC};
 use rivet_tests::ironic::{node_summary, RealIronic};
@@ -31,21 +32,6 @@ const DEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
 const DISK_BYTES: u64 = 5 << 30;
 const HTTP_PORT: u16 = 8080;
 const MIB: u64 = 1 << 20;
-
-/// Links the lab's kernel and initramfs into the served directory: the pxe boot interface
-/// fetches `driver_info`'s deploy kernel and ramdisk into its TFTP root, although the VM
-/// boots the ISO (nothing boots over the network here).
-fn serve_deploy_ramdisk(lab: &Lab, images: &Path) -> Result<()> {
-    for (from, to) in [
-        (lab.image.kernel(), "deploy.kernel"),
-        (lab.image.initramfs(), "deploy.initramfs"),
-    ] {
-        std::fs::hard_link(&from, images.join(to))
-            .or_else(|_| std::fs::copy(&from, images.join(to)).map(drop))
-            .with_context(|| format!("linking {} into the image directory", from.display()))?;
-    }
-    Ok(())
-}
 
 /// Enrolls a node with `instance_info`, deploys it while a VM boots the rivet ISO with an
 /// empty disk, and waits for `active` without error. Returns the VM (powered off by the
@@ -123,7 +109,7 @@ fn direct_deploy_of_a_whole_disk_image_boots_from_the_deployed_disk() {
     let marker = format!("rivet-deployed-marker={}", std::process::id());
     let disk = or_panic(bootable_uefi_disk(&images, &lab.image.kernel(), &marker));
     let digest = or_panic(sha256_file(&disk));
-    or_panic(serve_deploy_ramdisk(&lab, &images));
+    or_panic(serve_deploy_ramdisk(&lab.image, &images));
 
     let result = lab.net.block_on(async {
         let server = FileServer::start(&lab.net, &images, lab.net.bridge_address(), HTTP_PORT)?;
@@ -166,7 +152,7 @@ fn direct_deploy_of_a_partition_image_lays_out_the_disk_as_ipa() {
     or_panic(std::fs::create_dir(&images).context("images dir"));
     let (image, fs_uuid) = or_panic(ext4_image(&images, "root.img", 32));
     let digest = or_panic(sha256_file(&image));
-    or_panic(serve_deploy_ramdisk(&lab, &images));
+    or_panic(serve_deploy_ramdisk(&lab.image, &images));
 
     let result = lab.net.block_on(async {
         let server = FileServer::start(&lab.net, &images, lab.net.bridge_address(), HTTP_PORT)?;

@@ -6,14 +6,19 @@
 //! 1. inspection (`agent` inspect interface): inventory, LLDP neighbour, ports;
 //! 2. a manual clean with `erase_devices_express`: the NVMe disk, filled with a pattern by the
 //!    host, is formatted and must read back as zeroes afterwards;
+//! 3. a deploy (`direct` deploy interface) of a small UEFI-bootable whole-disk image served
+//!    over HTTP in the namespace, with its SHA-256, to `active`; then a second VM boots the
+//!    deployed disk and must show the image's marker;
 //!
 //! printing each stage, the agent's progress lines from the VM console as they appear, and
-//! the times.
+//! the times. The node is `manual-management` (pxe boot, noop management, fake power: nothing
+//! happens out of band; see tests/src/deploy.rs).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use rivet_tests::e2e::{Lab, TRANSITION_TIMEOUT, VM_MAC};
+use rivet_tests::deploy::{bootable_uefi_disk, serve_deploy_ramdisk, sha256_file, FileServer};
+use rivet_tests::e2e::{Lab, BOOT_TIMEOUT, TRANSITION_TIMEOUT, VM_MAC};
 use rivet_tests::ironic::{node_summary, RealIronic};
 use rivet_tests::lldp_switch::{Switch, SWITCH};
 use rivet_tests::vm::{BootMedium, DiskBus, Firmware, Vm, VmBuilder};
@@ -24,8 +29,10 @@ const KERNEL_ARGS: &str = "ipa-inspection-callback-url={api}/v1/continue_inspect
     ipa-inspection-collectors=default,logs,lldp ipa-collect-lldp=1";
 /// Bound of each stage that needs the agent, under TCG on a loaded machine.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(600);
-/// The virtio disk: the deploy target (sparse).
-const VIRTIO_BYTES: u64 = 4 << 30;
+/// The virtio disk: the deploy target (sparse; IPA's smallest root device is 4 GiB).
+const VIRTIO_BYTES: u64 = 5 << 30;
+/// Where the namespace's HTTP server serves the image and the deploy ramdisk.
+const HTTP_PORT: u16 = 8080;
 /// The NVMe disk the host fills before the boot and checks after the erase.
 const NVME_BYTES: u64 = 256 << 20;
 const FILL: u8 = 0xa5;
@@ -79,19 +86,65 @@ fn demo() -> Result<()> {
         lab.image.iso().display(),
         (kernel + initramfs) as f64 / 1e6
     ));
+    let work = tempfile::Builder::new()
+        .prefix("rivet-demo-")
+        .tempdir()
+        .context("creating a work directory")?;
+    let images = work.path().join("images");
+    std::fs::create_dir(&images).context("creating the image directory")?;
+    let marker = format!("rivet-demo-deployed={}", std::process::id());
+    let disk = bootable_uefi_disk(&images, &lab.image.kernel(), &marker)?;
+    let image = Image {
+        sha256: sha256_file(&disk)?,
+        bytes: std::fs::metadata(&disk).context("image size")?.len(),
+        marker,
+    };
+    serve_deploy_ramdisk(&lab.image, &images)?;
+    say.line(format!(
+        "whole-disk image {} ({} MiB: GPT, ESP with GRUB and a kernel) ready to serve",
+        disk.display(),
+        image.bytes >> 20
+    ));
     lab.net
-        .block_on(stages(&say, &lab))
+        .block_on(stages(&say, &lab, &images, &image))
         .context("entering the test namespace")?
 }
 
-async fn stages(say: &Say, lab: &Lab) -> Result<()> {
+/// The image the demo deploys.
+struct Image {
+    sha256: String,
+    bytes: u64,
+    /// What its kernel's command line carries.
+    marker: String,
+}
+
+async fn stages(say: &Say, lab: &Lab, images: &std::path::Path, image: &Image) -> Result<()> {
+    let server = FileServer::start(&lab.net, images, lab.net.bridge_address(), HTTP_PORT)?;
     let switch = Switch::start(&lab.net, SWITCH)?;
     let ironic = RealIronic::start_in_with(&lab.net, &[("deploy", "fast_track", "true")]).await?;
     say.line(format!(
         "real Ironic 39 at {} (fast track), lldpd `{SWITCH}` on the VM's switch port",
         ironic.url()
     ));
-    let node = ironic.create_node("rivet-demo-vm").await?;
+    let body = json!({
+        "name": "rivet-demo-vm",
+        "driver": "manual-management",
+        "boot_interface": "pxe",
+        "deploy_interface": "direct",
+        "inspect_interface": "agent",
+        "management_interface": "noop",
+        "power_interface": "fake",
+        "network_interface": "noop",
+        "driver_info": {
+            "deploy_kernel": server.url("deploy.kernel"),
+            "deploy_ramdisk": server.url("deploy.initramfs"),
+        },
+        "properties": {"capabilities": "boot_mode:uefi"},
+    });
+    let node = ironic
+        .call(reqwest::Method::POST, "/v1/nodes", Some(&body))
+        .await
+        .context("creating the node")?;
     let uuid = node["uuid"]
         .as_str()
         .context("node without uuid")?
@@ -114,8 +167,8 @@ async fn stages(say: &Say, lab: &Lab) -> Result<()> {
         .disk_filled(DiskBus::Nvme, NVME_BYTES, FILL)
         .nic("tap0", VM_MAC)
         .start(&lab.net)?;
-    say.line("VM started: UEFI, the ISO as USB virtual media, a virtio and an NVMe disk");
-    let result = drive(say, &ironic, &uuid, &mut vm).await;
+    say.line("VM started: UEFI, the ISO as USB virtual media, a 5 GiB virtio and an NVMe disk");
+    let result = drive(say, &ironic, &uuid, &mut vm, &server, image).await;
     let result = result.map_err(|e| {
         e.context(format!(
             "{}\nlldpd:\n{}\nIronic's log: {}",
@@ -134,11 +187,34 @@ async fn stages(say: &Say, lab: &Lab) -> Result<()> {
         nvme.display(),
         NVME_BYTES >> 20
     ));
+    let deployed = vm.disk_image(0)?;
+    let mut booted = VmBuilder::new("demo-deployed")
+        .firmware(Firmware::Uefi)
+        .boot(BootMedium::FirstDisk)
+        .disk_copy(DiskBus::VirtioBlk, &deployed)?
+        .start(&lab.net)?;
+    let (at, _) = booted
+        .wait_for_console(&image.marker, BOOT_TIMEOUT)
+        .with_context(|| booted.failure_report())?;
+    booted.stop();
+    say.line(format!(
+        "a second VM booted the deployed disk: its firmware found GRUB on the deployed ESP and \
+         the kernel printed {} after {:.1} s",
+        image.marker,
+        at.as_secs_f64()
+    ));
     say.line("done");
     Ok(())
 }
 
-async fn drive(say: &Say, ironic: &RealIronic, uuid: &str, vm: &mut Vm) -> Result<()> {
+async fn drive(
+    say: &Say,
+    ironic: &RealIronic,
+    uuid: &str,
+    vm: &mut Vm,
+    server: &FileServer,
+    image: &Image,
+) -> Result<()> {
     let mut echo = ConsoleEcho { printed: 0 };
     let started = vm.started();
     let inspected = ironic
@@ -161,7 +237,7 @@ async fn drive(say: &Say, ironic: &RealIronic, uuid: &str, vm: &mut Vm) -> Resul
     );
     let inventory = ironic.inventory(uuid).await?;
     say.line(format!(
-        "1/2 inspected {:.1} s after QEMU started:",
+        "1/3 inspected {:.1} s after QEMU started:",
         started.elapsed().as_secs_f64()
     ));
     for line in inventory_summary(&inventory["inventory"]) {
@@ -186,7 +262,7 @@ async fn drive(say: &Say, ironic: &RealIronic, uuid: &str, vm: &mut Vm) -> Resul
 
     let steps = json!([{"interface": "deploy", "step": "erase_devices_express", "args": {}}]);
     ironic.clean(uuid, steps).await?;
-    say.line("2/2 manual clean with erase_devices_express started");
+    say.line("2/3 manual clean with erase_devices_express started");
     let clean_started = Instant::now();
     let cleaned = ironic
         .watch_node(uuid, STAGE_TIMEOUT, "the end of cleaning", |node| {
@@ -206,9 +282,72 @@ async fn drive(say: &Say, ironic: &RealIronic, uuid: &str, vm: &mut Vm) -> Resul
     );
     echo.echo(say, vm);
     say.line(format!(
-        "2/2 erased in {:.1} s; the node is manageable again",
+        "2/3 erased in {:.1} s; the node is manageable again",
         clean_started.elapsed().as_secs_f64()
     ));
+
+    ironic
+        .set_provision_state(uuid, &json!({"target": "provide"}))
+        .await?;
+    ironic
+        .wait_for_provision_state(uuid, "available", TRANSITION_TIMEOUT)
+        .await?;
+    let patch: Vec<Value> = [
+        ("image_source", json!(server.url("disk.img"))),
+        ("image_os_hash_algo", json!("sha256")),
+        ("image_os_hash_value", json!(image.sha256)),
+        ("image_disk_format", json!("raw")),
+    ]
+    .into_iter()
+    .map(|(key, value)| json!({"op": "add", "path": format!("/instance_info/{key}"), "value": value}))
+    .collect();
+    ironic
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/nodes/{uuid}"),
+            Some(&Value::Array(patch)),
+        )
+        .await
+        .context("setting instance_info")?;
+    ironic
+        .set_provision_state(uuid, &json!({"target": "active"}))
+        .await?;
+    say.line(format!(
+        "3/3 deploy started: {} ({} MiB, sha256 {}) to the VM's root disk",
+        server.url("disk.img"),
+        image.bytes >> 20,
+        &image.sha256[..12]
+    ));
+    let deploy_started = Instant::now();
+    let deployed = ironic
+        .watch_node(uuid, STAGE_TIMEOUT, "provision state active", |node| {
+            echo.echo(say, vm);
+            match node["provision_state"].as_str() {
+                Some("active") => Ok(Some(node.clone())),
+                Some("deploy failed") => anyhow::bail!("the deploy failed: {}", node_summary(node)),
+                // The agent powers the VM off at the end of `deploying`, as Ironic asks: it
+                // must run only while the conductor waits for it.
+                Some("wait call-back") => vm.ensure_running().map(|()| None),
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    ensure!(
+        deployed["last_error"].is_null(),
+        "deploy: {}",
+        node_summary(&deployed)
+    );
+    echo.echo(say, vm);
+    say.line(format!(
+        "3/3 deployed in {:.1} s: the node is active; waiting for the agent's power-off",
+        deploy_started.elapsed().as_secs_f64()
+    ));
+    for _ in 0..600 {
+        if vm.ensure_running().is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 
