@@ -12,7 +12,6 @@
 //! - A partition image (an ext4 file system): the disk must have IPA's UEFI layout, the root
 //!   partition the image, and the conductor the root file system's UUID.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
