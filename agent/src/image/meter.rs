@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::progress::{Progress, ProgressBoard};
 
+/// Seconds of transfer before a rate (and an ETA) is reported.
+const MIN_RATE_WINDOW: f64 = 1.0;
 /// Reports at most this often to the board (which logs every few seconds).
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
@@ -51,7 +53,9 @@ impl<'a, R> Metered<'a, R> {
     /// The progress as of now.
     pub fn progress(&self, task: &str) -> Progress {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let rate = (elapsed > 0.0).then(|| self.done as f64 / elapsed);
+        // A rate over the first moments (a few KiB in milliseconds) says nothing and made
+        // the first report promise a 20-minute write: no rate, hence no ETA, before then.
+        let rate = (elapsed >= MIN_RATE_WINDOW).then(|| self.done as f64 / elapsed);
         let percent = self
             .total
             .filter(|&t| t > 0)
