@@ -124,6 +124,15 @@ mod tests {
         assert_eq!(p.done_bytes, Some(1000));
         assert_eq!(p.total_bytes, Some(4000));
         assert_eq!(p.percent, Some(25.0));
-        assert!(p.bytes_per_second.is_some());
+        assert_eq!(p.bytes_per_second, None, "no rate within the first second");
+        assert_eq!(p.eta_seconds, None);
+        // Two seconds in: 1000 bytes at 500 B/s, 3000 left, 6 s.
+        if let Some(started) = Instant::now().checked_sub(Duration::from_secs(2)) {
+            metered.started = started;
+            let later = metered.progress("t");
+            let rate = later.bytes_per_second.unwrap();
+            assert!((rate - 500.0).abs() < 5.0, "{rate}");
+            assert!((later.eta_seconds.unwrap() - 6.0).abs() < 0.1);
+        }
     }
 }
