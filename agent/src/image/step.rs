@@ -402,9 +402,10 @@ pub fn write_image_on(host: &WriteHost<'_>, call: &StepCall<'_>) -> Result<Value
     call.progress.finish(
         &task,
         &format!(
-            "{} MiB of {} written in {seconds:.1} s ({} MiB downloaded)",
+            "{} MiB of {} written in {seconds:.1} s at {:.1} MiB/s ({} MiB downloaded)",
             written.image_bytes >> 20,
             written.detected,
+            written.image_bytes as f64 / 1_048_576.0 / seconds.max(0.001),
             written.file_bytes >> 20
         ),
     );
