@@ -589,6 +589,20 @@ impl Args {
     }
 }
 
+/// Reads a disk image and checks `check(offset, byte)` for every byte, naming the first
+/// offending offset.
+pub fn check_image(path: &Path, what: &str, check: impl Fn(u64, u8) -> bool) -> Result<()> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some((offset, byte)) = data
+        .iter()
+        .enumerate()
+        .find(|(i, b)| !check(*i as u64, **b))
+    {
+        anyhow::bail!("{what}: byte {offset} of {} is {byte:#04x}", path.display());
+    }
+    Ok(())
+}
+
 /// The first `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {

@@ -4,11 +4,11 @@
 //! virtio disk has its ends zeroed (the metadata erase) and its middle untouched.
 //! See docs/e2e-tests.md for the lab (namespace, dnsmasq, Ironic) and its prerequisites.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Context};
 use rivet_tests::e2e::{enroll_for_clean_steps, watch_clean, Lab, VM_MAC};
 use rivet_tests::ironic::{node_summary, RealIronic};
 use rivet_tests::or_panic;
-use rivet_tests::vm::{BootMedium, DiskBus, Firmware, VmBuilder};
+use rivet_tests::vm::{check_image, BootMedium, DiskBus, Firmware, VmBuilder};
 use serde_json::json;
 
 const MIB: u64 = 1024 * 1024;
@@ -16,20 +16,6 @@ const VIRTIO_SIZE: u64 = 64 * MIB;
 const NVME_SIZE: u64 = 256 * MIB;
 const VIRTIO_FILL: u8 = 0x5A;
 const NVME_FILL: u8 = 0xA5;
-
-/// Reads a disk image and checks `check(offset, byte)` for every byte, naming the first
-/// offending offset.
-fn check_image(path: &std::path::Path, what: &str, check: impl Fn(u64, u8) -> bool) -> Result<()> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if let Some((offset, byte)) = data
-        .iter()
-        .enumerate()
-        .find(|(i, b)| !check(*i as u64, **b))
-    {
-        anyhow::bail!("{what}: byte {offset} of {} is {byte:#04x}", path.display());
-    }
-    Ok(())
-}
 
 #[test]
 fn manual_clean_with_erase_devices_express_zeroes_the_nvme_disk() {

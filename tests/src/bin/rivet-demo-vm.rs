@@ -21,7 +21,7 @@ use rivet_tests::deploy::{bootable_uefi_disk, serve_deploy_ramdisk, sha256_file,
 use rivet_tests::e2e::{Lab, BOOT_TIMEOUT, TRANSITION_TIMEOUT, VM_MAC};
 use rivet_tests::ironic::{node_summary, RealIronic};
 use rivet_tests::lldp_switch::{Switch, SWITCH};
-use rivet_tests::vm::{BootMedium, DiskBus, Firmware, Vm, VmBuilder};
+use rivet_tests::vm::{check_image, BootMedium, DiskBus, Firmware, Vm, VmBuilder};
 use serde_json::{json, Value};
 
 /// Inspection with LLDP, and the settings every stage needs.
@@ -180,7 +180,7 @@ async fn stages(say: &Say, lab: &Lab, images: &std::path::Path, image: &Image) -
     result?;
     vm.stop();
     let nvme = vm.disk_image(1)?;
-    check_zeroes(&nvme)?;
+    check_image(&nvme, "the NVMe disk after the erase", |_, b| b == 0)?;
     say.line(format!(
         "host check: the NVMe disk image {} ({} MiB, filled with {FILL:#04x} before the boot) \
          reads back as zeroes",
@@ -393,30 +393,4 @@ fn inventory_summary(inventory: &Value) -> Vec<String> {
         ));
     }
     lines
-}
-
-/// Fails unless every byte of the file is zero.
-fn check_zeroes(path: &std::path::Path) -> Result<()> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            return Ok(());
-        }
-        if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
-            anyhow::bail!(
-                "{} has {:#04x} at byte {}: not erased",
-                path.display(),
-                buf[i],
-                offset + i as u64
-            );
-        }
-        offset += n as u64;
-    }
 }
