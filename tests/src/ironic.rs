@@ -397,6 +397,29 @@ impl RealIronic {
         }
     }
 
+    /// Polls node `uuid` until its provision state is `done` (the node is returned) or
+    /// `failed` (an error with the node's summary), calling `alive` with each node seen (to
+    /// fail at once when the machine behind it died). Bounded by `timeout`.
+    pub async fn watch_until(
+        &self,
+        uuid: &str,
+        timeout: Duration,
+        done: &str,
+        failed: &str,
+        mut alive: impl FnMut(&Value) -> Result<()>,
+    ) -> Result<Value> {
+        let what = format!("provision state {done}");
+        self.watch_node(uuid, timeout, &what, |node| {
+            alive(node)?;
+            match node["provision_state"].as_str() {
+                Some(state) if state == done => Ok(Some(node.clone())),
+                Some(state) if state == failed => bail!("{state}: {}", node_summary(node)),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
     /// Waits for `provision_state == target` and returns the node. Fails at once, with the
     /// node's `last_error`, when it lands in a failure state instead.
     pub async fn wait_for_provision_state(

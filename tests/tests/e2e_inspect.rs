@@ -40,16 +40,13 @@ fn inspection_of_a_vm_with_lldp_from_its_switch() {
                 .start(&lab.net),
         );
         let done = ironic
-            .watch_node(&uuid, INSPECTION_TIMEOUT, "the end of inspection", |node| {
-                vm.ensure_running()?;
-                match node["provision_state"].as_str() {
-                    Some("manageable") => Ok(Some(node.clone())),
-                    Some("inspect failed") => {
-                        anyhow::bail!("inspection failed: {}", node_summary(node))
-                    }
-                    _ => Ok(None),
-                }
-            })
+            .watch_until(
+                &uuid,
+                INSPECTION_TIMEOUT,
+                "manageable",
+                "inspect failed",
+                |_| vm.ensure_running(),
+            )
             .await
             .unwrap_or_else(|e| panic!("{e:#}\n{}\nlldpd:\n{}", vm.failure_report(), switch.log()));
         let stored = or_panic(ironic.inventory(&uuid).await);

@@ -220,16 +220,13 @@ async fn inspection(ironic: &RealIronic, binary: &std::path::Path, macs: &[Strin
     let agent_log = agent_dir.path().join("agent.log");
     let mut agent = spawn_agent(binary, &settings, &agent_log)?;
     let done = ironic
-        .watch_node(&uuid, INSPECTION_TIMEOUT, "the end of inspection", |node| {
-            agent.ensure_running()?;
-            match node["provision_state"].as_str() {
-                Some("manageable") => Ok(Some(node.clone())),
-                Some("inspect failed") => {
-                    anyhow::bail!("inspection failed: {}", node_summary(node))
-                }
-                _ => Ok(None),
-            }
-        })
+        .watch_until(
+            &uuid,
+            INSPECTION_TIMEOUT,
+            "manageable",
+            "inspect failed",
+            |_| agent.ensure_running(),
+        )
         .await?;
     ensure!(
         done["last_error"].is_null(),

@@ -218,16 +218,10 @@ async fn drive(
     let mut echo = ConsoleEcho { printed: 0 };
     let started = vm.started();
     let inspected = ironic
-        .watch_node(uuid, STAGE_TIMEOUT, "the end of inspection", |node| {
+        .watch_until(uuid, STAGE_TIMEOUT, "manageable", "inspect failed", |_| {
             vm.ensure_running()?;
             echo.echo(say, vm);
-            match node["provision_state"].as_str() {
-                Some("manageable") => Ok(Some(node.clone())),
-                Some("inspect failed") => {
-                    anyhow::bail!("inspection failed: {}", node_summary(node))
-                }
-                _ => Ok(None),
-            }
+            Ok(())
         })
         .await?;
     ensure!(
@@ -265,14 +259,10 @@ async fn drive(
     say.line("2/3 manual clean with erase_devices_express started");
     let clean_started = Instant::now();
     let cleaned = ironic
-        .watch_node(uuid, STAGE_TIMEOUT, "the end of cleaning", |node| {
+        .watch_until(uuid, STAGE_TIMEOUT, "manageable", "clean failed", |_| {
             vm.ensure_running()?;
             echo.echo(say, vm);
-            match node["provision_state"].as_str() {
-                Some("manageable") => Ok(Some(node.clone())),
-                Some("clean failed") => anyhow::bail!("cleaning failed: {}", node_summary(node)),
-                _ => Ok(None),
-            }
+            Ok(())
         })
         .await?;
     ensure!(
@@ -320,16 +310,14 @@ async fn drive(
     ));
     let deploy_started = Instant::now();
     let deployed = ironic
-        .watch_node(uuid, STAGE_TIMEOUT, "provision state active", |node| {
+        .watch_until(uuid, STAGE_TIMEOUT, "active", "deploy failed", |node| {
             echo.echo(say, vm);
-            match node["provision_state"].as_str() {
-                Some("active") => Ok(Some(node.clone())),
-                Some("deploy failed") => anyhow::bail!("the deploy failed: {}", node_summary(node)),
-                // The agent powers the VM off at the end of `deploying`, as Ironic asks: it
-                // must run only while the conductor waits for it.
-                Some("wait call-back") => vm.ensure_running().map(|()| None),
-                _ => Ok(None),
+            // The agent powers the VM off at the end of `deploying`, as Ironic asks: it must
+            // run only while the conductor waits for it.
+            if node["provision_state"] == "wait call-back" {
+                vm.ensure_running()?;
             }
+            Ok(())
         })
         .await?;
     ensure!(
