@@ -6,6 +6,10 @@
 //! * While the **last** result is RUNNING, a new command gets 409 `Busy`.
 //! * Async commands are recorded as RUNNING and finish on their own task; every finish bumps
 //!   the [`CommandRunner::async_done`] counter (the heartbeater's cue for a forced heartbeat).
+//! * A RUNNING command read back (`GET /v1/commands/`, which Ironic's conductor calls on every
+//!   heartbeat during a step) carries the progress of the agent's long work as
+//!   `command_result: {"progress": [...]}` (rivet's addition: IPA answers `null`; Ironic
+//!   reads no result of a RUNNING command, docs/architecture.md).
 
 use std::sync::{Arc, Mutex};
 
@@ -96,6 +100,18 @@ impl Inner {
 
     fn find(&self, id: &str) -> Option<CommandResult> {
         self.with_results(|results| results.iter().find(|r| r.id == id).cloned())
+            .map(|result| self.with_progress(result))
+    }
+
+    /// `result`, with the progress board's reports as its `command_result` while it runs.
+    fn with_progress(&self, mut result: CommandResult) -> CommandResult {
+        if !result.command_status.is_done() {
+            let progress = self.env.ctx.progress.snapshot();
+            if !progress.is_empty() {
+                result.command_result = Some(serde_json::json!({ "progress": progress }));
+            }
+        }
+        result
     }
 
     fn record(&self, result: &CommandResult) {
@@ -212,7 +228,11 @@ impl CommandService for CommandRunner {
     }
 
     fn list(&self) -> Vec<CommandResult> {
-        self.inner.with_results(|results| results.clone())
+        let results = self.inner.with_results(|results| results.clone());
+        results
+            .into_iter()
+            .map(|result| self.inner.with_progress(result))
+            .collect()
     }
 
     fn get(

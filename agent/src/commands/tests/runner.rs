@@ -59,6 +59,42 @@ async fn async_command_answers_running_and_blocks_others_until_done() {
 }
 
 #[tokio::test]
+async fn a_running_command_read_back_carries_the_progress_of_long_work() {
+    let h = harness();
+    let running = h
+        .ok("clean.execute_clean_step", gate_step_params(), false)
+        .await;
+    // Nothing reported yet: null, as IPA.
+    assert_eq!(h.runner.list()[0].command_result, None);
+    h.ctx.progress.update(crate::progress::Progress {
+        task: "write image to /dev/vda".into(),
+        phase: "writing".into(),
+        percent: Some(42.0),
+        done_bytes: Some(42 << 20),
+        total_bytes: Some(100 << 20),
+        ..Default::default()
+    });
+    let expected = json!({"progress": [{
+        "task": "write image to /dev/vda",
+        "phase": "writing",
+        "percent": 42.0,
+        "done_bytes": 42u64 << 20,
+        "total_bytes": 100u64 << 20,
+    }]});
+    assert_eq!(h.runner.list()[0].command_result, Some(expected.clone()));
+    let current = h.runner.get(&running.id, false).await.expect("known");
+    assert_eq!(current.command_result, Some(expected));
+
+    // Once done, the step's own result, never the progress.
+    h.gate.open();
+    let done = h.done(&running.id).await;
+    assert_eq!(status(&done), CommandStatus::Succeeded);
+    let result = done.command_result.expect("a clean result");
+    assert!(result.get("progress").is_none(), "{result}");
+    assert!(result.get("clean_result").is_some(), "{result}");
+}
+
+#[tokio::test]
 async fn post_with_wait_returns_the_finished_result() {
     let h = harness();
     let runner = h.runner.clone();
