@@ -75,6 +75,39 @@ async fn fetch(
     })
 }
 
+/// The (Content-Range, bytes) of each part of a `multipart/byteranges` body.
+fn multipart_parts(body: &[u8], boundary: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let delimiter = format!("\r\n--{boundary}");
+    let find = |from: usize| {
+        body[from..]
+            .windows(delimiter.len())
+            .position(|w| w == delimiter.as_bytes())
+            .map(|at| from + at)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(0).context("no first boundary")? + delimiter.len();
+    while !body[at..].starts_with(b"--") {
+        let head_end = body[at..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("a part without a blank line")?
+            + at;
+        let head = std::str::from_utf8(&body[at..head_end])?;
+        let content_range = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Range: "))
+            .with_context(|| format!("no Content-Range in {head:?}"))?;
+        let next = find(head_end + 4).context("a part without a closing boundary")?;
+        parts.push((content_range.to_string(), body[head_end + 4..next].to_vec()));
+        at = next + delimiter.len();
+    }
+    ensure!(
+        &body[at..] == b"--\r\n",
+        "trailing bytes after the last boundary"
+    );
+    Ok(parts)
+}
+
 fn header(fetched: &Fetched, name: reqwest::header::HeaderName) -> &str {
     fetched
         .headers
@@ -236,6 +269,51 @@ async fn node_isos_are_the_base_with_the_nodes_bundle() -> Result<()> {
             "{range}"
         );
     }
+
+    // Several ranges: one multipart/byteranges answer, parts in the order asked, each with
+    // its Content-Range; an unsatisfiable member is left out.
+    let asked = [&ranges[2], &ranges[0], &ranges[4]];
+    let specs: Vec<String> = asked
+        .iter()
+        .map(|(_, start, end)| format!("{start}-{}", end - 1))
+        .chain([format!("{}-", len + 10)])
+        .collect();
+    let range = format!("bytes={}", specs.join(", "));
+    let multi = fetch(
+        &server,
+        Method::GET,
+        "/v1/nodes/n1/iso",
+        &[("range", &range)],
+    )
+    .await?;
+    assert_eq!(multi.status, 206, "{range}");
+    let content_type = header(&multi, reqwest::header::CONTENT_TYPE);
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .with_context(|| format!("content type {content_type}"))?;
+    assert_eq!(header(&multi, CONTENT_LENGTH), multi.body.len().to_string());
+    let parts = multipart_parts(&multi.body, boundary)?;
+    assert_eq!(parts.len(), asked.len(), "{range}");
+    for ((content_range, bytes), (_, start, end)) in parts.iter().zip(asked) {
+        assert_eq!(content_range, &format!("bytes {start}-{}/{len}", end - 1));
+        ensure!(
+            bytes[..] == expected[*start..*end],
+            "{content_range}: wrong bytes"
+        );
+    }
+    // Overlapping ranges are not worth a multipart answer: the whole ISO.
+    let overlapping = fetch(
+        &server,
+        Method::GET,
+        "/v1/nodes/n1/iso",
+        &[("range", "bytes=0-99, 50-150")],
+    )
+    .await?;
+    assert_eq!(overlapping.status, 200);
+    ensure!(
+        overlapping.body == expected,
+        "overlapping ranges: the whole ISO"
+    );
 
     // Validators: a range for another version gets the whole ISO; a known version, 304.
     let stale = fetch(

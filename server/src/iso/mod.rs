@@ -310,9 +310,21 @@ fn respond(
     let range_applies = header_text(headers, header::IF_RANGE)
         .is_none_or(|validator| validator == etag || validator == last_modified);
     let range = header_text(headers, header::RANGE).filter(|_| range_applies);
-    let (status, start, count) = match range::answer(range, len) {
-        Answer::Full => (StatusCode::OK, 0, len),
-        Answer::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+    let (status, content_type, parts) = match range::answer(range, len) {
+        Answer::Full => (StatusCode::OK, OCTETS.to_string(), vec![Part::Iso(0, len)]),
+        Answer::Partial { start, end } => (
+            StatusCode::PARTIAL_CONTENT,
+            OCTETS.to_string(),
+            vec![Part::Iso(start, end - start + 1)],
+        ),
+        Answer::Multipart(ranges) => {
+            let boundary = uuid::Uuid::new_v4().simple().to_string();
+            (
+                StatusCode::PARTIAL_CONTENT,
+                format!("multipart/byteranges; boundary={boundary}"),
+                multipart(&ranges, len, &boundary),
+            )
+        }
         Answer::Unsatisfiable => {
             let response = builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
@@ -321,56 +333,122 @@ fn respond(
             return Ok(build(response, Body::empty())?);
         }
     };
+    let count: u64 = parts.iter().map(Part::len).sum();
     let mut response = builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_TYPE, content_type)
         .header(
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{name}.iso\""),
         )
         .header(header::CONTENT_LENGTH, count);
-    if status == StatusCode::PARTIAL_CONTENT {
-        response = response.header(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{len}", start + count - 1),
-        );
+    if let [Part::Iso(start, count)] = parts.as_slice() {
+        if status == StatusCode::PARTIAL_CONTENT {
+            response = response.header(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{len}", start + count - 1),
+            );
+        }
     }
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        stream(prepared.iso, start, count)
+        stream(prepared.iso, parts)
     };
     Ok(build(response, body)?)
 }
 
-/// `count` bytes of `iso` from `start`, one chunk at a time as the client takes them. Each
-/// chunk is read on the blocking pool, which is held only while reading: a slow client
+const OCTETS: &str = "application/octet-stream";
+
+/// A piece of an answer's body: bytes of the node's ISO (from, count), or text between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Iso(u64, u64),
+    Text(Bytes),
+}
+
+impl Part {
+    fn len(&self) -> u64 {
+        match self {
+            Part::Iso(_, count) => *count,
+            Part::Text(text) => text.len() as u64,
+        }
+    }
+}
+
+/// The body of a `multipart/byteranges` answer (RFC 9110 14.6) for inclusive `ranges` of a
+/// resource of `len` bytes.
+fn multipart(ranges: &[(u64, u64)], len: u64, boundary: &str) -> Vec<Part> {
+    let mut parts = Vec::with_capacity(ranges.len() * 2 + 1);
+    for (start, end) in ranges {
+        let head = format!(
+            "\r\n--{boundary}\r\nContent-Type: {OCTETS}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n"
+        );
+        parts.push(Part::Text(Bytes::from(head)));
+        parts.push(Part::Iso(*start, end - start + 1));
+    }
+    parts.push(Part::Text(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
+    parts
+}
+
+/// The body made of `parts`, the ISO's read one chunk at a time as the client takes them.
+/// Each chunk is read on the blocking pool, which is held only while reading: a slow client
 /// (a BMC on a thin link) must not keep a blocking thread the database readers need.
-fn stream(iso: Spliced<File>, start: u64, count: u64) -> Body {
-    let chunks =
-        futures_util::stream::unfold((Some(iso), start, count), |(iso, at, left)| async move {
-            let mut iso = iso.filter(|_| left > 0)?;
-            let len = CHUNK.min(left) as usize;
-            let read = tokio::task::spawn_blocking(move || {
-                let mut chunk = vec![0u8; len];
-                let result = iso
-                    .seek(SeekFrom::Start(at))
-                    .and_then(|_| iso.read_exact(&mut chunk));
-                (iso, result.map(|()| chunk))
-            })
-            .await;
-            let failed = |error: io::Error| {
-                tracing::warn!(%error, "reading the base ISO for a node ISO");
-                Some((Err(error), (None, at, 0)))
-            };
-            match read {
-                Ok((iso, Ok(chunk))) => {
-                    let next = (Some(iso), at + len as u64, left - len as u64);
-                    Some((Ok(Bytes::from(chunk)), next))
-                }
-                Ok((_, Err(error))) => failed(error),
-                Err(error) => failed(io::Error::other(error)),
+fn stream(iso: Spliced<File>, parts: Vec<Part>) -> Body {
+    let parts: std::collections::VecDeque<Part> = parts.into();
+    let chunks = futures_util::stream::unfold((Some(iso), parts), |(iso, mut parts)| async move {
+        let mut iso = iso?;
+        let (at, left) = loop {
+            match parts.pop_front()? {
+                Part::Text(text) => return Some((Ok(text), (Some(iso), parts))),
+                Part::Iso(_, 0) => continue,
+                Part::Iso(at, left) => break (at, left),
             }
-        });
+        };
+        let len = CHUNK.min(left) as usize;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut chunk = vec![0u8; len];
+            let result = iso
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| iso.read_exact(&mut chunk));
+            (iso, result.map(|()| chunk))
+        })
+        .await;
+        let failed = |error: io::Error| {
+            tracing::warn!(%error, "reading the base ISO for a node ISO");
+            Some((Err(error), (None, std::collections::VecDeque::new())))
+        };
+        match read {
+            Ok((iso, Ok(chunk))) => {
+                if left > len as u64 {
+                    parts.push_front(Part::Iso(at + len as u64, left - len as u64));
+                }
+                Some((Ok(Bytes::from(chunk)), (Some(iso), parts)))
+            }
+            Ok((_, Err(error))) => failed(error),
+            Err(error) => failed(io::Error::other(error)),
+        }
+    });
     Body::from_stream(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_frame_each_range() {
+        let parts = multipart(&[(5, 9), (0, 0)], 100, "B");
+        let text = |part: &Part| match part {
+            Part::Text(text) => String::from_utf8(text.to_vec()).expect("utf-8"),
+            Part::Iso(from, count) => format!("<{from}+{count}>"),
+        };
+        let body: String = parts.iter().map(text).collect();
+        assert_eq!(
+            body,
+            "\r\n--B\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 5-9/100\r\n\r\n<5+5>\
+             \r\n--B\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 0-0/100\r\n\r\n<0+1>\
+             \r\n--B--\r\n"
+        );
+    }
 }

@@ -1,14 +1,21 @@
 //! HTTP range requests (RFC 9110 section 14) on a resource of known length: what BMCs use
 //! to read virtual media.
 
+/// At most this many ranges are answered as one multipart response; more are ignored
+/// (RFC 9110 14.2 lets a server ignore a range set that is costly to answer).
+pub const MAX_RANGES: usize = 16;
+
 /// What to send for a `Range` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// 200 with the whole resource: no `Range`, a unit other than bytes, or several ranges
-    /// (RFC 9110 lets a server ignore `Range`; multipart answers are not made).
+    /// 200 with the whole resource: no `Range`, a unit other than bytes, more than
+    /// [`MAX_RANGES`] ranges or overlapping ones (RFC 9110 lets a server ignore `Range`).
     Full,
-    /// 206 with bytes `start..=end`.
+    /// 206 with bytes `start..=end`: one satisfiable range.
     Partial { start: u64, end: u64 },
+    /// 206 `multipart/byteranges` with these inclusive ranges, in the order asked: several
+    /// satisfiable ranges (unsatisfiable ones among them are left out).
+    Multipart(Vec<(u64, u64)>),
     /// 416 with `Content-Range: bytes */<len>`: malformed, or no byte of it exists.
     Unsatisfiable,
 }
@@ -22,17 +29,26 @@ pub fn answer(header: Option<&str>, len: u64) -> Answer {
         return Answer::Full;
     };
     let specs: Vec<&str> = set.split(',').map(str::trim).collect();
-    if specs.len() != 1 {
-        let all_valid = specs.iter().all(|spec| one(spec, len).is_some());
-        return if all_valid {
-            Answer::Full
-        } else {
-            Answer::Unsatisfiable
-        };
+    let mut ranges = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        match one(spec, len) {
+            None => return Answer::Unsatisfiable,
+            Some(Some(range)) => ranges.push(range),
+            Some(None) => {}
+        }
     }
-    match one(specs[0], len) {
-        Some(Some((start, end))) => Answer::Partial { start, end },
-        _ => Answer::Unsatisfiable,
+    let overlapping = ranges
+        .iter()
+        .enumerate()
+        .any(|(i, a)| ranges[i + 1..].iter().any(|b| a.0 <= b.1 && b.0 <= a.1));
+    match ranges.as_slice() {
+        [] => Answer::Unsatisfiable,
+        [(start, end)] => Answer::Partial {
+            start: *start,
+            end: *end,
+        },
+        _ if ranges.len() > MAX_RANGES || overlapping => Answer::Full,
+        _ => Answer::Multipart(ranges),
     }
 }
 
@@ -135,9 +151,42 @@ mod tests {
     }
 
     #[test]
+    fn several_ranges_are_answered_in_the_order_asked() {
+        assert_eq!(
+            answer(Some("bytes=500-599, 0-1,-10"), 1000),
+            Answer::Multipart(vec![(500, 599), (0, 1), (990, 999)])
+        );
+        // Unsatisfiable members are left out; one left is a single range.
+        assert_eq!(
+            answer(Some("bytes=0-1, 2000-3000, 5-9"), 1000),
+            Answer::Multipart(vec![(0, 1), (5, 9)])
+        );
+        assert_eq!(
+            answer(Some("bytes=2000-, 5-9"), 1000),
+            Answer::Partial { start: 5, end: 9 }
+        );
+        assert_eq!(
+            answer(Some("bytes=2000-, 3000-"), 1000),
+            Answer::Unsatisfiable
+        );
+    }
+
+    #[test]
     fn whole_resource_otherwise() {
         assert_eq!(answer(None, 1000), Answer::Full);
         assert_eq!(answer(Some("items=0-1"), 1000), Answer::Full);
-        assert_eq!(answer(Some("bytes=0-1, 5-9"), 1000), Answer::Full);
+        // Overlapping ranges, and too many of them, are ignored.
+        assert_eq!(answer(Some("bytes=0-10, 5-20"), 1000), Answer::Full);
+        assert_eq!(answer(Some("bytes=-10, 995-"), 1000), Answer::Full);
+        let many: Vec<String> = (0..=MAX_RANGES).map(|i| format!("{i}-{i}")).collect();
+        assert_eq!(
+            answer(Some(&format!("bytes={}", many.join(","))), 1000),
+            Answer::Full
+        );
+        let enough: Vec<String> = (0..MAX_RANGES).map(|i| format!("{i}-{i}")).collect();
+        assert!(matches!(
+            answer(Some(&format!("bytes={}", enough.join(","))), 1000),
+            Answer::Multipart(ranges) if ranges.len() == MAX_RANGES
+        ));
     }
 }
