@@ -178,7 +178,14 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
     let host_files = if args.no_mke2fs {
         Vec::new()
     } else {
-        hostbin::host_mke2fs()?
+        let files = hostbin::host_mke2fs()?;
+        progress(&format!(
+            "bundling {} with its loader, libraries and {} ({} files)",
+            hostbin::MKE2FS_HOST,
+            hostbin::MKE2FS_CONF,
+            files.len()
+        ));
+        files
     };
     let isolinux_cfg = bootcfg::isolinux_cfg(&cmdline)?;
     let grub_cfg = bootcfg::iso_grub_cfg(&cmdline)?;
