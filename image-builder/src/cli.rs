@@ -152,6 +152,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub signing_pubkey: Option<PathBuf>,
 
+    /// Leave e2fsprogs' mke2fs (with its libraries and loader, about 1 MB of the compressed
+    /// initramfs) out: ext2/ext3/ext4 ephemeral partitions then fail before the deploy
+    /// writes anything.
+    #[arg(long)]
+    pub no_mke2fs: bool,
+
     /// zstd level of the initramfs (1-22).
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
@@ -205,6 +211,7 @@ mod tests {
         assert_eq!(b.add_modules, ["xfs", "ext4"]);
         assert_eq!(b.drop_modules, ["floppy"]);
         assert_eq!(b.zstd_level, 19);
+        assert!(!b.no_mke2fs);
         assert_eq!(b.source_date_epoch, 1_700_000_000);
         assert_eq!(b.kernel_deb, Some(PathBuf::from("k.deb")));
     }

@@ -221,9 +221,9 @@ fn write_entry<W: Write>(out: &mut W, h: &Header, name: &str, data: &[u8]) -> io
     pad4(out, data.len())
 }
 
-#[cfg(test)]
-pub(crate) mod read {
-    //! A strict newc reader used by the tests to parse back what the writer produced.
+pub mod read {
+    //! A strict newc reader the tests use to parse back what the writer produced (the
+    //! integration tests unpack a built initramfs with it).
 
     /// One parsed entry: name, full mode (type + permissions), ino, nlink, mtime, rdev, data.
     #[derive(Debug, Clone, PartialEq, Eq)]

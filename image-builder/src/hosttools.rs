@@ -15,7 +15,7 @@ pub struct Requirement {
     pub why: &'static str,
 }
 
-const fn req(what: &'static str, package: &'static str, why: &'static str) -> Requirement {
+pub const fn req(what: &'static str, package: &'static str, why: &'static str) -> Requirement {
     Requirement { what, package, why }
 }
 

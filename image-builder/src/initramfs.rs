@@ -1,6 +1,7 @@
 //! The initramfs: the static agent as `/init`, the selected modules with their depmod
-//! index files, firmware, the directories the agent mounts on, and `/etc/rivet-release`;
-//! a newc cpio compressed with zstd.
+//! index files, firmware, the host tools the agent runs ([`crate::hostbin`]: mke2fs and its
+//! libraries), the directories the agent mounts on, and `/etc/rivet-release`; a newc cpio
+//! compressed with zstd.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,6 +16,7 @@ use rivet_protocol::config_area::SIGNING_PUBKEY_PATH;
 
 use crate::cpio::Archive;
 use crate::depmod;
+use crate::hostbin::Bundled;
 use crate::modindex::ModuleIndex;
 
 /// Empty directories the agent mounts file systems on or writes to, with their modes.
@@ -69,6 +71,8 @@ pub struct Contents<'a> {
     pub index: &'a ModuleIndex,
     pub modules: &'a BTreeSet<String>,
     pub firmware: &'a [Firmware],
+    /// Host files bundled for the agent to run ([`crate::hostbin`]).
+    pub host_files: &'a [Bundled],
     pub release: String,
     /// The key config-area bundles must be signed with, as `PUBLIC KEY` PEM.
     pub signing_pubkey: Option<String>,
@@ -82,6 +86,9 @@ pub struct Figures {
     pub firmware_files: usize,
     /// `firmware=` files named by shipped modules that the image does not contain.
     pub firmware_missing: Vec<String>,
+    /// The bundled host files (ramdisk paths) and their bytes.
+    pub host_files: Vec<String>,
+    pub host_file_bytes: u64,
 }
 
 /// The compressed initramfs and its figures.
@@ -208,6 +215,13 @@ pub fn assemble(c: &Contents<'_>) -> Result<(Archive, Figures)> {
         )
         .with_context(|| format!("adding firmware {}", fw.source.display()))?;
     }
+    let mut host_file_bytes = 0;
+    for file in c.host_files {
+        let data = read(&file.source)?;
+        host_file_bytes += data.len() as u64;
+        archive.add_file(&file.dest, file.mode, data)?;
+    }
+
     let mut firmware_missing = BTreeSet::new();
     for name in c.modules {
         for fw in c
@@ -227,6 +241,8 @@ pub fn assemble(c: &Contents<'_>) -> Result<(Archive, Figures)> {
         module_bytes,
         firmware_files,
         firmware_missing: firmware_missing.into_iter().collect(),
+        host_files: c.host_files.iter().map(|f| f.dest.clone()).collect(),
+        host_file_bytes,
     };
     Ok((archive, figures))
 }
@@ -329,6 +345,7 @@ mod tests {
             index: &index,
             modules: &modules,
             firmware: &firmware,
+            host_files: &[],
             release: "NAME=rivet\n".into(),
             signing_pubkey: Some("-----BEGIN PUBLIC KEY-----\n".into()),
         };
@@ -390,5 +407,87 @@ mod tests {
         fs::write(&agent, b"#!/bin/sh\n").unwrap();
         let err = format!("{:#}", build(&contents, 42, 3).err().unwrap());
         assert!(err.contains("agent: not a 64-bit ELF file"), "{err}");
+    }
+
+    #[test]
+    fn bundled_mke2fs_comes_with_its_loader_and_every_library_it_needs() {
+        let files = crate::hostbin::host_mke2fs()
+            .expect("the host's mke2fs (Debian package e2fsprogs; ci/setup installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let moddir = dir.path().join("lib/modules/6.1.0-test");
+        fs::create_dir_all(moddir.join("kernel/fs/isofs")).unwrap();
+        fs::write(
+            moddir.join("kernel/fs/isofs/isofs.ko"),
+            module_elf(&["name=isofs"]),
+        )
+        .unwrap();
+        fs::write(moddir.join("modules.builtin"), "").unwrap();
+        let agent = dir.path().join("agent");
+        fs::write(&agent, EXIT0).unwrap();
+        let index = ModuleIndex::scan(&moddir).unwrap();
+        let contents = Contents {
+            agent: &agent,
+            kernel_version: "6.1.0-test",
+            moddir: &moddir,
+            index: &index,
+            modules: &BTreeSet::new(),
+            firmware: &[],
+            host_files: &files,
+            release: String::new(),
+            signing_pubkey: None,
+        };
+        let built = build(&contents, 0, 1).unwrap();
+        let raw = zstd::decode_all(built.compressed.as_slice()).unwrap();
+        let entries = parse(&raw).unwrap();
+        let get = |n: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == n)
+                .unwrap_or_else(|| panic!("no {n} in the initramfs"))
+        };
+        let mke2fs = get("usr/sbin/mke2fs");
+        assert_eq!(mke2fs.mode, 0o100755);
+        assert_eq!(mke2fs.data, fs::read("/usr/sbin/mke2fs").unwrap());
+        assert_eq!(
+            get("etc/mke2fs.conf").data,
+            fs::read("/etc/mke2fs.conf").unwrap()
+        );
+        let info = crate::elfdeps::dynamic_info(&mke2fs.data).unwrap();
+        let loader = info.interpreter.clone().unwrap();
+        assert_eq!(loader, "/lib64/ld-linux-x86-64.so.2");
+        assert_eq!(get(&loader[1..]).mode, 0o100755);
+        for lib in [
+            "libext2fs.so.2",
+            "libcom_err.so.2",
+            "libblkid.so.1",
+            "libuuid.so.1",
+            "libe2p.so.2",
+            "libc.so.6",
+        ] {
+            get(&format!("lib/x86_64-linux-gnu/{lib}"));
+        }
+        // Every ELF file bundled finds each library it needs in the archive.
+        let mut checked = 0;
+        for entry in entries
+            .iter()
+            .filter(|e| e.name == "usr/sbin/mke2fs" || e.name.starts_with("lib/x86_64-linux-gnu/"))
+        {
+            let needs = crate::elfdeps::dynamic_info(&entry.data).unwrap().needed;
+            for name in needs {
+                assert!(
+                    name == "ld-linux-x86-64.so.2"
+                        || entries
+                            .iter()
+                            .any(|e| e.name == format!("lib/x86_64-linux-gnu/{name}")),
+                    "{} needs {name}, which the initramfs lacks",
+                    entry.name
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, files.len() - 2, "mke2fs and every library");
+        let dests: Vec<String> = files.iter().map(|f| f.dest.clone()).collect();
+        assert_eq!(built.figures.host_files, dests);
+        assert!(built.figures.host_file_bytes > mke2fs.data.len() as u64);
     }
 }

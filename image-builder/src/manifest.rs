@@ -58,6 +58,10 @@ pub struct RamdiskInfo {
     pub zstd_level: i32,
     /// Firmware files named by shipped modules but not in the image (`--add-firmware`).
     pub firmware_missing: Vec<String>,
+    /// Host tools and their libraries in the image (ramdisk paths; empty with
+    /// `--no-mke2fs`), and their bytes.
+    pub host_files: Vec<String>,
+    pub host_file_bytes: u64,
 }
 
 /// The ISO's config area (docs/config-area.md).
@@ -130,6 +134,13 @@ pub fn size_report(m: &Manifest) -> String {
             ""
         }
     ));
+    if !m.ramdisk.host_files.is_empty() {
+        out.push_str(&format!(
+            "  host tools: {} files, {} uncompressed (mke2fs; --no-mke2fs leaves it out)\n",
+            m.ramdisk.host_files.len(),
+            human(m.ramdisk.host_file_bytes)
+        ));
+    }
     if !m.ramdisk.firmware_missing.is_empty() {
         out.push_str(&format!(
             "  note: shipped modules name {} firmware files that are not in the image \
@@ -163,6 +174,8 @@ mod tests {
                 uncompressed_bytes: 2_500_000,
                 zstd_level: 19,
                 firmware_missing: vec!["a.bin".into()],
+                host_files: vec!["usr/sbin/mke2fs".into()],
+                host_file_bytes: 3_100_000,
             },
             config_area: ConfigAreaInfo {
                 offset: 40960,
@@ -192,6 +205,10 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("name 1 firmware files"), "{r}");
+        assert!(
+            r.contains("host tools: 1 files, 3.1 MB uncompressed (mke2fs;"),
+            "{r}"
+        );
         assert!(
             r.contains("config area: 4194304 bytes at offset 40960 of rivet.iso\n"),
             "{r}"

@@ -17,6 +17,7 @@ use crate::bootcfg;
 use crate::cache::{self, AptGetDownload, Obtained};
 use crate::cli::BuildArgs;
 use crate::esp;
+use crate::hostbin;
 use crate::hosttools;
 use crate::initramfs::{self, Contents, Firmware};
 use crate::iso;
@@ -148,6 +149,9 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
     if args.kernel_dir.is_none() && args.kernel_deb.is_none() {
         sets.push(hosttools::FOR_APT);
     }
+    if !args.no_mke2fs {
+        sets.push(hostbin::FOR_MKE2FS);
+    }
     hosttools::check(&sets)?;
     let mtime = u32::try_from(args.source_date_epoch)
         .context("SOURCE_DATE_EPOCH must fit in 32 bits (cpio timestamps)")?;
@@ -170,6 +174,18 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
             )
         }
         None => None,
+    };
+    let host_files = if args.no_mke2fs {
+        Vec::new()
+    } else {
+        let files = hostbin::host_mke2fs()?;
+        progress(&format!(
+            "bundling {} with its loader, libraries and {} ({} files)",
+            hostbin::MKE2FS_HOST,
+            hostbin::MKE2FS_CONF,
+            files.len()
+        ));
+        files
     };
     let isolinux_cfg = bootcfg::isolinux_cfg(&cmdline)?;
     let grub_cfg = bootcfg::iso_grub_cfg(&cmdline)?;
@@ -210,6 +226,7 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
         index: &index,
         modules: &selection.modules,
         firmware: &firmware,
+        host_files: &host_files,
         release: release_file(&kernel),
         signing_pubkey: signing_key.as_ref().map(PublicKey::to_pem),
     };
@@ -267,6 +284,12 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
 
     let mut inputs = vec![FileRecord::of("agent", &args.agent)?];
     inputs.extend(kernel.input.clone());
+    for file in &host_files {
+        inputs.push(FileRecord::of(
+            &format!("ramdisk:/{}", file.dest),
+            &file.source,
+        )?);
+    }
     if kernel.input.is_none() {
         inputs.push(FileRecord::of("vmlinuz", &kernel.tree.vmlinuz)?);
     }
@@ -303,6 +326,8 @@ pub fn build(args: &BuildArgs) -> Result<Manifest> {
             uncompressed_bytes: built.uncompressed_bytes,
             zstd_level: args.zstd_level,
             firmware_missing: built.figures.firmware_missing.clone(),
+            host_files: built.figures.host_files.clone(),
+            host_file_bytes: built.figures.host_file_bytes,
         },
         config_area: ConfigAreaInfo {
             offset: locator.area.offset,

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod lookup;
 pub mod network_data;
 pub mod plan;
+pub mod ramdisk;
 pub mod report;
 mod serde_util;
 pub mod steps;

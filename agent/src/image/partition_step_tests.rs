@@ -4,22 +4,39 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use super::*;
-use crate::image::partition::fs::FsMaker;
+use crate::image::partition::ephemeral::{ExtFs, FsMaker};
 use crate::image::testutil::{path_str, run as run_tool};
 
 const DISK: u64 = 1 << 30;
 
-/// Records the file systems the step asked for.
+/// Records the mke2fs runs the step asked for. `missing`: the check fails as in a ramdisk
+/// without mke2fs; `failing`: mke2fs fails.
 #[derive(Default)]
-struct RecordingFsMaker(Mutex<Vec<(String, PathBuf, String)>>);
+struct RecordingFsMaker {
+    runs: Mutex<Vec<(String, PathBuf, String)>>,
+    missing: bool,
+    failing: bool,
+}
 
 impl FsMaker for RecordingFsMaker {
-    fn mkfs(&self, fs_type: &str, device: &Path, label: &str) -> Result<(), String> {
-        self.0
+    fn check(&self, fs: ExtFs) -> Result<(), String> {
+        if self.missing {
+            Err(format!("ephemeral_format {}: no mke2fs here", fs.name()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn mke2fs(&self, fs: ExtFs, device: &Path, label: &str) -> Result<(), String> {
+        self.runs
             .lock()
             .unwrap()
-            .push((fs_type.into(), device.to_path_buf(), label.into()));
-        Ok(())
+            .push((fs.name().into(), device.to_path_buf(), label.into()));
+        if self.failing {
+            Err("mke2fs: device busy".into())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -205,7 +222,7 @@ fn a_uefi_partition_image_gets_ipas_gpt_layout_and_uuids() {
         Some(esp_uuid.as_str())
     );
     assert_eq!(&bytes[551 * MIB + 4086..551 * MIB + 4096], b"SWAPSPACE2");
-    assert!(fs.0.lock().unwrap().is_empty());
+    assert!(fs.runs.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -234,7 +251,7 @@ fn a_bios_partition_image_gets_an_msdos_table_with_an_active_root() {
                "root": format!("{dev}3")})
     );
     assert_eq!(
-        *fs.0.lock().unwrap(),
+        *fs.runs.lock().unwrap(),
         vec![(
             "ext4".to_string(),
             disk.with_file_name("sdc1"),
@@ -295,3 +312,6 @@ fn a_partition_image_larger_than_root_mb_fails_and_leaves_no_table() {
     let err = run_on(&s, &disk, json!({"image_info": info}), json!({}), &fs).unwrap_err();
     assert!(err.to_string().contains("preserve_ephemeral"), "{err}");
 }
+
+#[path = "partition_ephemeral_tests.rs"]
+mod ephemeral;

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use super::checksum::{self, ExpectedDigest, ExpectedSource};
 use super::disklabel::{self, MAX_CONFIG_DRIVE};
 use super::meter::Meter;
-use super::partition::deploy::{finish as finish_partitions, plan_for, Plan};
-use super::partition::fs::{CommandFsMaker, FsMaker};
+use super::partition::deploy::{finish as finish_partitions, make_ext_ephemeral, plan_for, Plan};
+use super::partition::ephemeral::{EphemeralFs, FsMaker, Mke2fs};
 use super::partition::layout::Role;
 use super::partition::Slice;
 use super::pipeline::{self, WriteRequest};
@@ -281,7 +281,7 @@ pub struct WriteHost<'a> {
     pub in_ramdisk: bool,
     /// `/sys/firmware/efi` exists: the ramdisk booted in UEFI mode.
     pub firmware_uefi: bool,
-    /// Makes the ephemeral partition's file system.
+    /// Makes an ext ephemeral partition's file system.
     pub fs_maker: &'a dyn FsMaker,
 }
 
@@ -296,7 +296,7 @@ pub fn write_image(
         devices,
         in_ramdisk,
         firmware_uefi: std::path::Path::new("/sys/firmware/efi").is_dir(),
-        fs_maker: &CommandFsMaker,
+        fs_maker: &Mke2fs::default(),
     };
     write_image_on(&host, call)
 }
@@ -328,8 +328,15 @@ pub fn write_image_on(host: &WriteHost<'_>, call: &StepCall<'_>) -> Result<Value
     // partition's place.
     let plan = if info.is_partition_image() {
         let drive_len = drive.as_ref().map_or(0, |d| d.len() as u64);
-        let plan = plan_for(info, call.node, host.firmware_uefi, disk.size(), drive_len)
-            .map_err(invalid)?;
+        let plan = plan_for(
+            info,
+            call.node,
+            host.firmware_uefi,
+            disk.size(),
+            drive_len,
+            host.fs_maker,
+        )
+        .map_err(invalid)?;
         wipe(disk.as_ref()).map_err(|e| write_failed(format!("clearing {dev}: {e}")))?;
         Some(plan)
     } else {
@@ -378,7 +385,6 @@ pub fn write_image_on(host: &WriteHost<'_>, call: &StepCall<'_>) -> Result<Value
             plan,
             u64::from(device.logical_sector_size.max(512)),
             drive.as_deref(),
-            host.fs_maker,
         ),
         None => finish_disk(&disk, drive.as_deref())
             .map(|uuid| {
@@ -399,6 +405,25 @@ pub fn write_image_on(host: &WriteHost<'_>, call: &StepCall<'_>) -> Result<Value
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(plan) = plan
+        .as_ref()
+        .filter(|p| matches!(p.ephemeral, Some(EphemeralFs::Ext(_))))
+    {
+        if let Err(e) = close_and_make_ext_ephemeral(disk, &device.path, plan, host.fs_maker) {
+            call.progress.finish(&task, "failed");
+            match DiskFile::open(&device.path) {
+                Ok(disk) => {
+                    if let Err(wiped) = wipe(&disk) {
+                        tracing::error!(device = %dev, error = %wiped, "clearing the partition table after a failure");
+                    }
+                }
+                Err(open) => {
+                    tracing::error!(device = %dev, error = %open, "reopening the disk to clear it after a failure");
+                }
+            }
+            return Err(write_failed(e));
+        }
+    }
     call.progress.finish(
         &task,
         &format!(
@@ -425,6 +450,24 @@ pub fn write_image_on(host: &WriteHost<'_>, call: &StepCall<'_>) -> Result<Value
     Ok(
         json!({ "result": format!("prepare_image: {}", result_message(info, &id, &dev, &root_uuid, esp_uuid.as_deref(), plan.as_ref())) }),
     )
+}
+
+/// Closes the disk (its `O_EXCL` hold would make mke2fs's exclusive open of the partition
+/// fail) and makes the ext ephemeral file system.
+fn close_and_make_ext_ephemeral(
+    disk: Arc<DiskFile>,
+    device: &std::path::Path,
+    plan: &Plan,
+    fs_maker: &dyn FsMaker,
+) -> Result<(), String> {
+    drop(Arc::try_unwrap(disk).map_err(|_| {
+        format!(
+            "{} is still held open elsewhere in the agent; mke2fs could not claim its \
+             ephemeral partition",
+            device.display()
+        )
+    })?);
+    make_ext_ephemeral(device, plan, fs_maker)
 }
 
 /// IPA's `_message_format`: the ESP's UUID is added when `image_info.deploy_boot_mode` is

@@ -1,56 +1,12 @@
-//! File systems on the partitions of a partition-image deploy: the swap signature
-//! (`mkswap`'s header, label `swap1`) and the EFI system partition's FAT32 (label
-//! `EFI-PART`) written natively; other file systems (the ephemeral partition's
-//! `ephemeral_format`) by the `mkfs` of the ramdisk through [`FsMaker`]. [`fs_uuid`] reads
-//! the UUID that `lsblk -o UUID` would show, for `get_partition_uuids`.
+//! File systems on the partitions of a partition-image deploy, written natively: the swap
+//! signature (`mkswap`'s header; label `swap1`, or `ephemeral0` for a swap ephemeral
+//! partition) and FAT32 (the EFI system partition, label `EFI-PART`; a vfat ephemeral
+//! partition, label `ephemeral0`). ext ephemeral partitions are made by the ramdisk's
+//! mke2fs ([`super::ephemeral`]). [`fs_uuid`] reads the UUID that `lsblk -o UUID` would
+//! show, for `get_partition_uuids`.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::process::Command;
-
-/// Makes file systems the agent does not write itself.
-pub trait FsMaker: Send + Sync {
-    /// `mkfs -t <fs_type> -L <label> <device>` (ext3/ext4 with `-F`), as IPA's `utils.mkfs`.
-    fn mkfs(&self, fs_type: &str, device: &Path, label: &str) -> Result<(), String>;
-}
-
-/// The ramdisk's own `mkfs`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CommandFsMaker;
-
-impl FsMaker for CommandFsMaker {
-    fn mkfs(&self, fs_type: &str, device: &Path, label: &str) -> Result<(), String> {
-        let mut command = Command::new("mkfs");
-        command.args(["-t", fs_type]);
-        if matches!(fs_type, "ext3" | "ext4") {
-            command.arg("-F");
-        }
-        let label_flag = if matches!(fs_type, "vfat" | "msdos") {
-            "-n"
-        } else {
-            "-L"
-        };
-        command.args([label_flag, label]).arg(device);
-        let output = command.output().map_err(|e| {
-            format!(
-                "running mkfs -t {fs_type} on {}: {e} (the ramdisk has no mkfs for \
-                 ephemeral_format {fs_type}?)",
-                device.display()
-            )
-        })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "mkfs -t {fs_type} {} failed ({}): {}",
-                device.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
-        }
-    }
-}
 
 const PAGE: u64 = 4096;
 
@@ -86,9 +42,31 @@ const FATS: u64 = 2;
 /// FAT32 needs at least this many clusters.
 const MIN_CLUSTERS: u64 = 65525;
 
-/// Formats `[offset, offset + len)` as FAT32 with the 11-character `label` and the volume
-/// serial `volume_id` (what `lsblk` shows as `XXXX-XXXX`). `hidden` is the partition's
-/// first sector, recorded in the boot sector as mkfs.vfat does.
+/// FAT32's geometry for `len` bytes: sectors per cluster, sectors per FAT, clusters and
+/// the sector count; an error for a size FAT32 cannot have (fewer than 65525 clusters of
+/// 512 bytes, about 33 MiB, or 2 TiB and more).
+pub fn fat32_geometry(len: u64) -> Result<(u64, u64, u64, u32), String> {
+    let total = len / SECTOR;
+    let total32 = u32::try_from(total)
+        .map_err(|_| format!("{len} bytes are too many for a FAT32 file system (2 TiB)"))?;
+    // The largest cluster (up to 4 KiB) that still leaves FAT32's minimum cluster count.
+    let (per_cluster, fat_sectors, clusters) = [8u64, 4, 2, 1]
+        .into_iter()
+        .filter(|_| total > RESERVED)
+        .map(|spc| {
+            let fat = (total - RESERVED).div_ceil((256 * spc + FATS) / 2);
+            let data = (total - RESERVED).saturating_sub(FATS * fat);
+            (spc, fat, data / spc)
+        })
+        .find(|&(_, _, clusters)| clusters >= MIN_CLUSTERS)
+        .ok_or_else(|| format!("{len} bytes are too few for a FAT32 file system"))?;
+    Ok((per_cluster, fat_sectors, clusters, total32))
+}
+
+/// Formats `[offset, offset + len)` as FAT32 with `label` (up to 11 bytes, kept as given, as
+/// mkfs.fat 4.2 does) and the volume serial `volume_id` (what `lsblk` shows as
+/// `XXXX-XXXX`). `hidden` is the partition's first sector, recorded in the boot sector as
+/// mkfs.vfat does.
 pub fn format_fat32(
     file: &File,
     offset: u64,
@@ -97,23 +75,11 @@ pub fn format_fat32(
     volume_id: u32,
     hidden: u64,
 ) -> std::io::Result<()> {
-    let total = len / SECTOR;
-    // The largest cluster (up to 4 KiB) that still leaves FAT32's minimum cluster count.
-    let (per_cluster, fat_sectors, clusters) = [8u64, 4, 2, 1]
-        .into_iter()
-        .map(|spc| {
-            let fat = (total - RESERVED).div_ceil((256 * spc + FATS) / 2);
-            (spc, fat, (total - RESERVED - FATS * fat) / spc)
-        })
-        .find(|&(_, _, clusters)| clusters >= MIN_CLUSTERS)
-        .ok_or_else(|| {
-            std::io::Error::other(format!("{len} bytes are too few for a FAT32 file system"))
-        })?;
-    let total32 = u32::try_from(total)
-        .map_err(|_| std::io::Error::other("a FAT32 file system this large is not supported"))?;
+    let (per_cluster, fat_sectors, clusters, total32) =
+        fat32_geometry(len).map_err(std::io::Error::other)?;
     let mut label_bytes = [b' '; 11];
     for (slot, byte) in label_bytes.iter_mut().zip(label.bytes()) {
-        *slot = byte.to_ascii_uppercase();
+        *slot = byte;
     }
 
     let mut boot = [0u8; 512];
@@ -224,6 +190,9 @@ pub fn fs_uuid(file: &File, offset: u64) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
     use super::*;
     use crate::image::testutil::{path_str, run};
 
@@ -247,7 +216,7 @@ mod tests {
             .open(&path)
             .unwrap();
         file.set_len(64 << 20).unwrap();
-        format_fat32(&file, 0, 64 << 20, "efi-part", 0x1234_abcd, 2048).unwrap();
+        format_fat32(&file, 0, 64 << 20, "EFI-PART", 0x1234_abcd, 2048).unwrap();
         run("fsck.vfat", &["-n", path_str(&path)]);
         assert_eq!(blkid(&path, "TYPE"), "vfat");
         assert_eq!(blkid(&path, "LABEL"), "EFI-PART");
@@ -262,6 +231,23 @@ mod tests {
             .all(|e| e.name.is_empty() || e.name == "EFI-PART"));
         // Too small for FAT32: refused.
         assert!(format_fat32(&file, 0, 16 << 20, "x", 1, 0).is_err());
+        // The label is kept as given (mkfs.fat 4.2 keeps lower case too).
+        format_fat32(&file, 0, 64 << 20, "ephemeral0", 7, 2048).unwrap();
+        run("fsck.vfat", &["-n", path_str(&path)]);
+        assert_eq!(blkid(&path, "LABEL"), "ephemeral0");
+    }
+
+    #[test]
+    fn fat32_geometry_bounds() {
+        assert!(fat32_geometry(0).is_err());
+        assert!(fat32_geometry(32 << 20).is_err());
+        let (spc, _, clusters, _) = fat32_geometry(34 << 20).unwrap();
+        assert_eq!(spc, 1);
+        assert!(clusters >= MIN_CLUSTERS);
+        let (spc, _, _, total) = fat32_geometry(1 << 30).unwrap();
+        assert_eq!((spc, total), (8, 2 << 20));
+        let err = fat32_geometry(2 << 40).unwrap_err();
+        assert!(err.contains("too many"), "{err}");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! `work_on_disk`/`make_partitions` lays it out ([`layout`]), the image is streamed into
 //! the root partition through the same pipeline as a whole-disk image (same formats, same
 //! verification), and only after it verified is the partition table written ([`table`]),
-//! then the config drive, swap, ESP and ephemeral file systems ([`fs`]). A failure clears
-//! the disk's first and last MiB, so a half-done deploy never boots.
+//! then the config drive, swap, ESP and ephemeral file systems ([`fs`], [`ephemeral`]). A
+//! failure clears the disk's first and last MiB, so a half-done deploy never boots.
 
 pub mod deploy;
+pub mod ephemeral;
 pub mod fs;
 pub mod layout;
 pub mod table;
