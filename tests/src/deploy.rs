@@ -121,8 +121,14 @@ pub fn ext4_image(dir: &Path, name: &str, mib: u64) -> Result<(PathBuf, String)>
         .and_then(|f| f.set_len(mib * MIB))
         .with_context(|| format!("creating {}", path.display()))?;
     run("mkfs.ext4", &["-q", "-F", "-L", "rivet-root", text(&path)?])?;
+    let uuid = fs_uuid(&path)?;
+    Ok((path, uuid))
+}
+
+/// The UUID of the file system in image `path` (`blkid -p`).
+pub fn fs_uuid(path: &Path) -> Result<String> {
     let output = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "UUID", text(&path)?])
+        .args(["-p", "-o", "value", "-s", "UUID", text(path)?])
         .output()
         .context("running blkid (util-linux)")?;
     let uuid = String::from_utf8_lossy(&output.stdout).trim().to_string();
@@ -131,7 +137,7 @@ pub fn ext4_image(dir: &Path, name: &str, mib: u64) -> Result<(PathBuf, String)>
         "blkid found no UUID on {}",
         path.display()
     );
-    Ok((path, uuid))
+    Ok(uuid)
 }
 
 /// `sfdisk --json <disk>`'s `partitiontable`.

@@ -3,15 +3,22 @@
 //!
 //! The images are built by the test and served over HTTP inside the namespace with their
 //! SHA-256; the nodes have fake power and noop management, so the test starts the VMs
-//! itself: the rivet ISO (UEFI, USB virtual media) with an empty 5 GiB virtio disk, which the
-//! conductor deploys to `active`.
+//! itself: the rivet ISO (UEFI: USB virtual media; BIOS: a CD) with one empty 5 GiB disk
+//! (virtio-blk or NVMe), which the conductor deploys to `active`. Then a second VM boots a
+//! copy of the deployed disk and its console must show the test's marker on the kernel's
+//! command line. Across the tests both image types go to both disk buses:
 //!
-//! - A whole-disk image (a GPT with an ESP holding GRUB and the test kernel, see
-//!   `rivet_tests::deploy`); then, from that same disk image, a second VM whose firmware
-//!   finds GRUB on the deployed ESP and boots the kernel with the test's marker.
-//! - A partition image (an ext4 file system): the disk must have IPA's UEFI layout, the root
-//!   partition the image, and the conductor the root file system's UUID.
+//! - a whole-disk image (a GPT with an ESP holding GRUB and the test kernel, see
+//!   `rivet_tests::deploy`), UEFI, to virtio-blk and to NVMe;
+//! - a partition image with its own GRUB tools and kernel (`rivet_tests::partition_image`),
+//!   BIOS, to NVMe: the disk must have IPA's msdos layout, the conductor the root file
+//!   system's UUID, and the agent's `install_bootloader` must have run the image's
+//!   `grub-install` and `grub-mkconfig`, whose `grub.cfg` (with the marker from the image's
+//!   `/etc/default/grub`) boots the kernel;
+//! - a partition image without GRUB (an empty ext4), UEFI, to virtio-blk: IPA's UEFI layout
+//!   only (the boot loader failure is ignored, `ipa-ignore-bootloader-failure=1`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -22,15 +29,41 @@ use rivet_tests::deploy::{
 use rivet_tests::e2e::{Lab, BOOT_TIMEOUT, VM_MAC};
 use rivet_tests::ironic::{node_summary, RealIronic};
 use rivet_tests::or_panic;
+use rivet_tests::partition_image::bootable_partition_image;
 use rivet_tests::vm::{BootMedium, DiskBus, Firmware, Vm, VmBuilder};
 use serde_json::{json, Value};
 
 /// From the deploy VM's start to `active`: boot, lookup, deploy steps, power off.
-const DEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(900);
 /// IPA's smallest root device is 4 GiB; the file is sparse.
 const DISK_BYTES: u64 = 5 << 30;
 const HTTP_PORT: u16 = 8080;
 const MIB: u64 = 1 << 20;
+
+/// The deployed machine: its firmware (and so the node's boot mode) and its disk's bus.
+#[derive(Debug, Clone, Copy)]
+struct Machine {
+    firmware: Firmware,
+    bus: DiskBus,
+}
+
+impl Machine {
+    fn boot_mode(self) -> &'static str {
+        match self.firmware {
+            Firmware::Uefi => "uefi",
+            Firmware::Bios => "bios",
+        }
+    }
+
+    /// The rivet ISO as a BMC would attach it (UEFI), or as a plain CD (SeaBIOS, which
+    /// boots no USB CD).
+    fn iso(self, iso: &Path) -> BootMedium {
+        match self.firmware {
+            Firmware::Uefi => BootMedium::UsbCd(iso.to_path_buf()),
+            Firmware::Bios => BootMedium::Cd(iso.to_path_buf()),
+        }
+    }
+}
 
 /// Enrolls a node with `instance_info`, deploys it while a VM boots the rivet ISO with an
 /// empty disk, and waits for `active` without error. Returns the VM (powered off by the
@@ -40,19 +73,23 @@ async fn deploy(
     ironic: &RealIronic,
     server: &FileServer,
     name: &str,
+    machine: Machine,
     instance_info: Value,
 ) -> Result<(Vm, Value)> {
     let driver_info = json!({
         "deploy_kernel": server.url("deploy.kernel"),
         "deploy_ramdisk": server.url("deploy.initramfs"),
     });
-    let properties = json!({"capabilities": "boot_mode:uefi", "cpu_arch": "x86_64"});
+    let properties = json!({
+        "capabilities": format!("boot_mode:{}", machine.boot_mode()),
+        "cpu_arch": "x86_64",
+    });
     let uuid =
         enroll_for_deploy(ironic, name, VM_MAC, driver_info, instance_info, properties).await?;
     let mut vm = VmBuilder::new(name)
-        .firmware(Firmware::Uefi)
-        .boot(BootMedium::UsbCd(lab.image.iso()))
-        .disk(DiskBus::VirtioBlk, DISK_BYTES)
+        .firmware(machine.firmware)
+        .boot(machine.iso(&lab.image.iso()))
+        .disk(machine.bus, DISK_BYTES)
         .nic("tap0", VM_MAC)
         .start(&lab.net)?;
     // The agent powers the VM off at the end (tear_down_agent): QEMU may only end after the
@@ -99,8 +136,32 @@ async fn deploy(
     Ok((vm, done))
 }
 
-#[test]
-fn direct_deploy_of_a_whole_disk_image_boots_from_the_deployed_disk() {
+/// Boots a copy of `disk` (deployed to `machine`) in a second VM of the same firmware and
+/// bus; its console must show `marker` on the kernel's command line.
+fn boot_deployed(lab: &Lab, machine: Machine, disk: &Path, marker: &str) -> Result<String> {
+    let mut booted = VmBuilder::new("deployed")
+        .firmware(machine.firmware)
+        .boot(BootMedium::FirstDisk)
+        .disk_copy(machine.bus, disk)?
+        .start(&lab.net)?;
+    let (at, line) = booted
+        .wait_for_console(marker, BOOT_TIMEOUT)
+        .with_context(|| booted.failure_report())?;
+    ensure!(
+        line.contains("Command line:"),
+        "the marker appeared outside the kernel's command line: {line}"
+    );
+    eprintln!("the deployed disk booted its kernel after {at:.1?}: {line}");
+    booted.stop();
+    Ok(line)
+}
+
+/// The whole-disk image deployed in UEFI mode to a disk on `bus`, then booted.
+fn whole_disk_deploy_boots(name: &str, bus: DiskBus) {
+    let machine = Machine {
+        firmware: Firmware::Uefi,
+        bus,
+    };
     let lab = or_panic(Lab::create());
     let work = or_panic(tempfile::tempdir().context("temp dir"));
     let images = work.path().join("images");
@@ -119,22 +180,141 @@ fn direct_deploy_of_a_whole_disk_image_boots_from_the_deployed_disk() {
             "image_os_hash_value": digest,
             "image_disk_format": "raw",
         });
-        let (vm, _) = deploy(&lab, &ironic, &server, "deploy-whole", instance_info).await?;
-        let deployed = vm.disk_image(0)?;
-        let mut booted = VmBuilder::new("deployed")
-            .firmware(Firmware::Uefi)
-            .boot(BootMedium::FirstDisk)
-            .disk_copy(DiskBus::VirtioBlk, &deployed)?
-            .start(&lab.net)?;
-        let (at, line) = booted
-            .wait_for_console(&marker, BOOT_TIMEOUT)
-            .with_context(|| booted.failure_report())?;
+        let (vm, _) = deploy(&lab, &ironic, &server, name, machine, instance_info).await?;
+        boot_deployed(&lab, machine, &vm.disk_image(0)?, &marker)?;
+        Ok::<(), anyhow::Error>(())
+    });
+    or_panic(or_panic(result));
+}
+
+#[test]
+fn direct_deploy_of_a_whole_disk_image_to_virtio_boots_from_the_deployed_disk() {
+    whole_disk_deploy_boots("deploy-whole-virtio", DiskBus::VirtioBlk);
+}
+
+#[test]
+fn direct_deploy_of_a_whole_disk_image_to_nvme_boots_from_the_deployed_disk() {
+    whole_disk_deploy_boots("deploy-whole-nvme", DiskBus::Nvme);
+}
+
+/// `sfdisk --json`'s partitions of `disk` as (start MiB, size MiB, type, bootable).
+fn layout_of(disk: &Path) -> Result<(String, Vec<(u64, u64, String, bool)>)> {
+    let table = sfdisk_json(disk)?;
+    let label = table["label"].as_str().unwrap_or_default().to_string();
+    let partitions = table["partitions"]
+        .as_array()
+        .with_context(|| format!("no partitions: {table}"))?
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap_or_default() * 512 / MIB,
+                p["size"].as_u64().unwrap_or_default() * 512 / MIB,
+                p["type"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                p["bootable"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok((label, partitions))
+}
+
+/// The UUID of the file system at `offset_mib` of `disk` (`blkid -p`).
+fn fs_uuid_at(disk: &Path, offset_mib: u64) -> Result<String> {
+    let output = std::process::Command::new("blkid")
+        .args(["-p", "-O", &(offset_mib * MIB).to_string()])
+        .args(["-o", "value", "-s", "UUID"])
+        .arg(disk)
+        .output()
+        .context("running blkid")?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// A partition image with GRUB's tools, deployed in BIOS mode to NVMe: the agent installs
+/// the image's GRUB (the conductor allows it: `[agent]enable_bios_bootloader_install`), and
+/// SeaBIOS boots the deployed disk's MBR, GRUB's core image, the `grub.cfg` the image's
+/// `grub-mkconfig` wrote and the kernel with the marker from the image's
+/// `/etc/default/grub`.
+#[test]
+fn direct_deploy_of_a_bios_partition_image_to_nvme_installs_its_grub_and_boots() {
+    let machine = Machine {
+        firmware: Firmware::Bios,
+        bus: DiskBus::Nvme,
+    };
+    let lab = or_panic(Lab::create());
+    let work = or_panic(tempfile::tempdir().context("temp dir"));
+    let images = work.path().join("images");
+    or_panic(std::fs::create_dir(&images).context("images dir"));
+    let marker = format!("rivet-partition-marker={}", std::process::id());
+    let version = or_panic(lab.image.kernel_version());
+    let image = or_panic(bootable_partition_image(
+        &images,
+        "root.img",
+        160,
+        &lab.image.kernel(),
+        &version,
+        &marker,
+        &["i386-pc"],
+    ));
+    let digest = or_panic(sha256_file(&image.path));
+    or_panic(serve_deploy_ramdisk(&lab.image, &images));
+
+    let result = lab.net.block_on(async {
+        let server = FileServer::start(&lab.net, &images, lab.net.bridge_address(), HTTP_PORT)?;
+        let ironic = RealIronic::start_in_with(
+            &lab.net,
+            &[("agent", "enable_bios_bootloader_install", "true")],
+        )
+        .await?;
+        let instance_info = json!({
+            "image_source": server.url("root.img"),
+            "image_os_hash_algo": "sha256",
+            "image_os_hash_value": digest,
+            "image_disk_format": "raw",
+            "image_type": "partition",
+            "kernel": server.url("deploy.kernel"),
+            "ramdisk": server.url("deploy.initramfs"),
+            "root_gb": 1,
+            "swap_mb": 64,
+        });
+        let name = "deploy-partition-bios";
+        let (vm, node) = deploy(&lab, &ironic, &server, name, machine, instance_info).await?;
+        let root_uuid = &node["driver_internal_info"]["root_uuid_or_disk_id"];
         ensure!(
-            line.contains("Command line:"),
-            "the marker appeared outside the kernel's command line: {line}"
+            root_uuid == &json!(image.uuid),
+            "the conductor's root_uuid_or_disk_id is {root_uuid}, the image's file system is \
+             {}",
+            image.uuid
         );
-        eprintln!("the deployed disk booted its kernel after {at:.1?}");
-        booted.stop();
+        let console = vm.console_text();
+        ensure!(
+            console.contains("GRUB installed"),
+            "the console does not show the image's GRUB installed:\n{}",
+            vm.failure_report()
+        );
+        let disk = vm.disk_image(0)?;
+        // IPA's BIOS layout: msdos, swap then root (active) from 1 MiB, no BIOS boot
+        // partition (GRUB's core image goes into the gap before the first partition).
+        let (label, layout) = layout_of(&disk)?;
+        ensure!(label == "dos", "not an msdos table: {label}");
+        let expected = vec![
+            (1, 64, "82".to_string(), false),
+            (65, 1024, "83".to_string(), true),
+        ];
+        ensure!(
+            layout == expected,
+            "layout {layout:?}, expected {expected:?}"
+        );
+        let found = fs_uuid_at(&disk, 65)?;
+        ensure!(
+            found == image.uuid,
+            "the root partition holds file system {found:?}, not the image's {}",
+            image.uuid
+        );
+        // grub-mkconfig's 10_linux names the kernel it found: the generated grub.cfg ran.
+        let line = boot_deployed(&lab, machine, &disk, &marker)?;
+        ensure!(
+            line.contains(&format!("BOOT_IMAGE=/boot/vmlinuz-{version}")),
+            "the kernel was not booted by a grub.cfg from grub-mkconfig: {line}"
+        );
         Ok::<(), anyhow::Error>(())
     });
     or_panic(or_panic(result));
@@ -167,7 +347,12 @@ fn direct_deploy_of_a_partition_image_lays_out_the_disk_as_ipa() {
             "root_gb": 1,
             "swap_mb": 64,
         });
-        let (vm, node) = deploy(&lab, &ironic, &server, "deploy-partition", instance_info).await?;
+        let machine = Machine {
+            firmware: Firmware::Uefi,
+            bus: DiskBus::VirtioBlk,
+        };
+        let name = "deploy-partition-uefi";
+        let (vm, node) = deploy(&lab, &ironic, &server, name, machine, instance_info).await?;
         let root_uuid = &node["driver_internal_info"]["root_uuid_or_disk_id"];
         ensure!(
             root_uuid == &json!(fs_uuid),

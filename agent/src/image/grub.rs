@@ -1,8 +1,9 @@
 //! GRUB from the deployed image itself, as IPA's `_install_grub2`: the root partition is
 //! mounted, `/dev`, `/proc` and `/run` bound into it and a sysfs mounted on its `/sys` (the
 //! ESP on its `/boot/efi` in UEFI), then the image's own `grub-install <disk>` (or
-//! `grub2-install` where the image has `/usr/sbin/grub2-install`) runs in a chroot (again
-//! with `--removable` when there is an ESP, for the firmware's fallback path), then
+//! `grub2-install` where the image has `/usr/sbin/grub2-install`) runs in a chroot (with an
+//! ESP: with `--no-nvram`, as the agent writes the boot entries itself through efivarfs,
+//! and again with `--removable`, for the firmware's fallback path), then
 //! `grub-mkconfig -o /boot/grub/grub.cfg` (`grub2-mkconfig -o /boot/grub2/grub.cfg`).
 //! Everything is unmounted again, in reverse order, whatever happened.
 //!
@@ -164,7 +165,14 @@ fn with_mounts(mounts: &mut Mounts<'_>, root: &Path, target: &GrubTarget) -> Res
         host.run_in_chroot(root, &argv)
             .map_err(|e| format!("installing GRUB on {disk}: {e}"))
     };
-    run(vec![format!("{bin}-install"), disk.clone()])?;
+    let mut install = vec![format!("{bin}-install"), disk.clone()];
+    if target.esp.is_some() {
+        // The agent writes the UEFI boot entries itself afterwards, through efivarfs; the
+        // chroot has none mounted (and the image may have no efibootmgr), so GRUB's own
+        // attempt at NVRAM would fail the installation.
+        install.push("--no-nvram".into());
+    }
+    run(install)?;
     if target.esp.is_some() {
         run(vec![
             format!("{bin}-install"),
