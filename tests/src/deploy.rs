@@ -1,5 +1,5 @@
 //! Pieces of the deploy scenario (`tests/tests/e2e_deploy.rs`): a tiny UEFI-bootable
-//! whole-disk image, an HTTP server for it inside the test namespace, and a node enrolled
+//! whole-disk image (the partition image is `crate::partition_image`), an HTTP server for it inside the test namespace, and a node enrolled
 //! and provisioned through the real Ironic's `direct` deploy.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -112,17 +112,6 @@ pub fn bootable_uefi_disk(dir: &Path, kernel: &Path, marker: &str) -> Result<Pat
     std::os::unix::fs::FileExt::write_all_at(&file, &content, MIB)
         .context("writing the ESP into the disk image")?;
     Ok(disk)
-}
-
-/// An ext4 file system image `name` of `mib` MiB in `dir` (mkfs.ext4), and its UUID.
-pub fn ext4_image(dir: &Path, name: &str, mib: u64) -> Result<(PathBuf, String)> {
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .and_then(|f| f.set_len(mib * MIB))
-        .with_context(|| format!("creating {}", path.display()))?;
-    run("mkfs.ext4", &["-q", "-F", "-L", "rivet-root", text(&path)?])?;
-    let uuid = fs_uuid(&path)?;
-    Ok((path, uuid))
 }
 
 /// The UUID of the file system in image `path` (`blkid -p`).

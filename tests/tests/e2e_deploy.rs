@@ -11,20 +11,19 @@
 //! - a whole-disk image (a GPT with an ESP holding GRUB and the test kernel, see
 //!   `rivet_tests::deploy`), UEFI, to virtio-blk and to NVMe;
 //! - a partition image with its own GRUB tools and kernel (`rivet_tests::partition_image`),
-//!   BIOS, to NVMe: the disk must have IPA's msdos layout, the conductor the root file
-//!   system's UUID, and the agent's `install_bootloader` must have run the image's
-//!   `grub-install` and `grub-mkconfig`, whose `grub.cfg` (with the marker from the image's
-//!   `/etc/default/grub`) boots the kernel;
-//! - a partition image without GRUB (an empty ext4), UEFI, to virtio-blk: IPA's UEFI layout
-//!   only (the boot loader failure is ignored, `ipa-ignore-bootloader-failure=1`).
+//!   BIOS to NVMe and UEFI to virtio-blk: the disk must have IPA's layout (msdos; GPT with
+//!   an ESP), the conductor the root file system's UUID, and the agent's
+//!   `install_bootloader` must have run the image's `grub-install` and `grub-mkconfig`,
+//!   whose `grub.cfg` (with the marker from the image's `/etc/default/grub`) boots the
+//!   kernel.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use rivet_tests::deploy::{
-    bootable_uefi_disk, enroll_for_deploy, ext4_image, serve_deploy_ramdisk, sfdisk_json,
-    sha256_file, FileServer,
+    bootable_uefi_disk, enroll_for_deploy, serve_deploy_ramdisk, sfdisk_json, sha256_file,
+    FileServer,
 };
 use rivet_tests::e2e::{Lab, BOOT_TIMEOUT, VM_MAC};
 use rivet_tests::ironic::{node_summary, RealIronic};
@@ -228,31 +227,56 @@ fn fs_uuid_at(disk: &Path, offset_mib: u64) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// A partition image with GRUB's tools, deployed in BIOS mode to NVMe: the agent installs
-/// the image's GRUB (the conductor allows it: `[agent]enable_bios_bootloader_install`), and
-/// SeaBIOS boots the deployed disk's MBR, GRUB's core image, the `grub.cfg` the image's
-/// `grub-mkconfig` wrote and the kernel with the marker from the image's
-/// `/etc/default/grub`.
-#[test]
-fn direct_deploy_of_a_bios_partition_image_to_nvme_installs_its_grub_and_boots() {
-    let machine = Machine {
-        firmware: Firmware::Bios,
-        bus: DiskBus::Nvme,
-    };
+/// Partition `(start MiB, size MiB, sfdisk type, bootable)` of IPA's layout for a partition
+/// image with `root_gb` 1 and `swap_mb` 64, and where its root starts (MiB).
+fn ipa_layout(firmware: Firmware) -> (&'static str, Vec<(u64, u64, String, bool)>, u64) {
+    let part = |start, size, kind: &str, boot| (start, size, kind.to_string(), boot);
+    match firmware {
+        // msdos, swap then root (active) from 1 MiB; no BIOS boot partition: GRUB's core
+        // image goes into the gap before the first partition.
+        Firmware::Bios => (
+            "dos",
+            vec![part(1, 64, "82", false), part(65, 1024, "83", true)],
+            65,
+        ),
+        // GPT: ESP 550 MiB, swap, root last.
+        Firmware::Uefi => (
+            "gpt",
+            vec![
+                part(1, 550, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", false),
+                part(551, 64, "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f", false),
+                part(615, 1024, "0fc63daf-8483-4772-8e79-3d69d8477de4", false),
+            ],
+            615,
+        ),
+    }
+}
+
+/// A partition image with GRUB's tools for `machine`'s firmware, deployed there: the
+/// conductor gets the root file system's UUID, the disk IPA's layout, the agent installs
+/// the image's GRUB (in BIOS mode the conductor allows it:
+/// `[agent]enable_bios_bootloader_install`), and the firmware of a second VM boots the
+/// deployed disk's GRUB, the `grub.cfg` the image's `grub-mkconfig` wrote and the kernel
+/// with the marker from the image's `/etc/default/grub`.
+fn partition_deploy_boots(name: &str, machine: Machine) {
     let lab = or_panic(Lab::create());
     let work = or_panic(tempfile::tempdir().context("temp dir"));
     let images = work.path().join("images");
     or_panic(std::fs::create_dir(&images).context("images dir"));
     let marker = format!("rivet-partition-marker={}", std::process::id());
     let version = or_panic(lab.image.kernel_version());
+    let platform = match machine.firmware {
+        Firmware::Bios => "i386-pc",
+        Firmware::Uefi => "x86_64-efi",
+    };
     let image = or_panic(bootable_partition_image(
         &images,
         "root.img",
-        160,
+        192,
         &lab.image.kernel(),
         &version,
         &marker,
-        &["i386-pc"],
+        &[platform],
     ));
     let digest = or_panic(sha256_file(&image.path));
     or_panic(serve_deploy_ramdisk(&lab.image, &images));
@@ -275,7 +299,6 @@ fn direct_deploy_of_a_bios_partition_image_to_nvme_installs_its_grub_and_boots()
             "root_gb": 1,
             "swap_mb": 64,
         });
-        let name = "deploy-partition-bios";
         let (vm, node) = deploy(&lab, &ironic, &server, name, machine, instance_info).await?;
         let root_uuid = &node["driver_internal_info"]["root_uuid_or_disk_id"];
         ensure!(
@@ -291,19 +314,15 @@ fn direct_deploy_of_a_bios_partition_image_to_nvme_installs_its_grub_and_boots()
             vm.failure_report()
         );
         let disk = vm.disk_image(0)?;
-        // IPA's BIOS layout: msdos, swap then root (active) from 1 MiB, no BIOS boot
-        // partition (GRUB's core image goes into the gap before the first partition).
         let (label, layout) = layout_of(&disk)?;
-        ensure!(label == "dos", "not an msdos table: {label}");
-        let expected = vec![
-            (1, 64, "82".to_string(), false),
-            (65, 1024, "83".to_string(), true),
-        ];
+        let (expected_label, expected, root_mib) = ipa_layout(machine.firmware);
         ensure!(
-            layout == expected,
-            "layout {layout:?}, expected {expected:?}"
+            label == expected_label && layout == expected,
+            "{label} layout {layout:?}, expected {expected_label} {expected:?}"
         );
-        let found = fs_uuid_at(&disk, 65)?;
+        // The agent mounted it read-write (superblock, journal changed): its UUID says it is
+        // the image's file system.
+        let found = fs_uuid_at(&disk, root_mib)?;
         ensure!(
             found == image.uuid,
             "the root partition holds file system {found:?}, not the image's {}",
@@ -320,101 +339,20 @@ fn direct_deploy_of_a_bios_partition_image_to_nvme_installs_its_grub_and_boots()
     or_panic(or_panic(result));
 }
 
-/// The image has no GRUB to run: installing the boot loader mounts its root (ext4) in the
-/// ramdisk and then fails, which `ipa-ignore-bootloader-failure=1` turns into a logged
-/// error, so this scenario checks the layout and what the conductor got, not a boot.
 #[test]
-fn direct_deploy_of_a_partition_image_lays_out_the_disk_as_ipa() {
-    let lab = or_panic(Lab::create_with_args("ipa-ignore-bootloader-failure=1"));
-    let work = or_panic(tempfile::tempdir().context("temp dir"));
-    let images = work.path().join("images");
-    or_panic(std::fs::create_dir(&images).context("images dir"));
-    let (image, fs_uuid) = or_panic(ext4_image(&images, "root.img", 32));
-    let digest = or_panic(sha256_file(&image));
-    or_panic(serve_deploy_ramdisk(&lab.image, &images));
+fn direct_deploy_of_a_bios_partition_image_to_nvme_installs_its_grub_and_boots() {
+    let machine = Machine {
+        firmware: Firmware::Bios,
+        bus: DiskBus::Nvme,
+    };
+    partition_deploy_boots("deploy-partition-bios", machine);
+}
 
-    let result = lab.net.block_on(async {
-        let server = FileServer::start(&lab.net, &images, lab.net.bridge_address(), HTTP_PORT)?;
-        let ironic = RealIronic::start_in(&lab.net).await?;
-        let instance_info = json!({
-            "image_source": server.url("root.img"),
-            "image_os_hash_algo": "sha256",
-            "image_os_hash_value": digest,
-            "image_disk_format": "raw",
-            "image_type": "partition",
-            "kernel": server.url("deploy.kernel"),
-            "ramdisk": server.url("deploy.initramfs"),
-            "root_gb": 1,
-            "swap_mb": 64,
-        });
-        let machine = Machine {
-            firmware: Firmware::Uefi,
-            bus: DiskBus::VirtioBlk,
-        };
-        let name = "deploy-partition-uefi";
-        let (vm, node) = deploy(&lab, &ironic, &server, name, machine, instance_info).await?;
-        let root_uuid = &node["driver_internal_info"]["root_uuid_or_disk_id"];
-        ensure!(
-            root_uuid == &json!(fs_uuid),
-            "the conductor's root_uuid_or_disk_id is {root_uuid}, the image's file system is \
-             {fs_uuid}"
-        );
-        // The agent mounted the image's root and its binds, looked for GRUB, unmounted.
-        let console = vm.console_text();
-        ensure!(
-            console.contains("has neither grub-install nor grub2-install"),
-            "the console does not show the GRUB installation reaching the image's root:\n{}",
-            vm.failure_report()
-        );
-        let disk = vm.disk_image(0)?;
-        let table = sfdisk_json(&disk)?;
-        ensure!(table["label"] == "gpt", "not a GPT: {table}");
-        let layout: Vec<(u64, u64, String)> = table["partitions"]
-            .as_array()
-            .context("no partitions")?
-            .iter()
-            .map(|p| {
-                (
-                    p["start"].as_u64().unwrap_or_default() * 512 / MIB,
-                    p["size"].as_u64().unwrap_or_default() * 512 / MIB,
-                    p["type"].as_str().unwrap_or_default().to_ascii_lowercase(),
-                )
-            })
-            .collect();
-        let expected = vec![
-            (1, 550, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b".to_string()),
-            (551, 64, "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f".to_string()),
-            (
-                615,
-                1024,
-                "0fc63daf-8483-4772-8e79-3d69d8477de4".to_string(),
-            ),
-        ];
-        ensure!(
-            layout == expected,
-            "layout {layout:?}, expected {expected:?}"
-        );
-        // The agent mounted it read-write (superblock, journal changed): its UUID says it is
-        // the image's file system.
-        let output = std::process::Command::new("blkid")
-            .args([
-                "-p",
-                "-O",
-                &(615 * MIB).to_string(),
-                "-o",
-                "value",
-                "-s",
-                "UUID",
-            ])
-            .arg(&disk)
-            .output()
-            .context("running blkid")?;
-        let found = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        ensure!(
-            found == fs_uuid,
-            "the root partition holds file system {found:?}, not the image's {fs_uuid}"
-        );
-        Ok::<(), anyhow::Error>(())
-    });
-    or_panic(or_panic(result));
+#[test]
+fn direct_deploy_of_a_uefi_partition_image_to_virtio_installs_its_grub_and_boots() {
+    let machine = Machine {
+        firmware: Firmware::Uefi,
+        bus: DiskBus::VirtioBlk,
+    };
+    partition_deploy_boots("deploy-partition-uefi", machine);
 }
