@@ -196,21 +196,32 @@ fn direct_deploy_of_a_whole_disk_image_to_nvme_boots_from_the_deployed_disk() {
     whole_disk_deploy_boots("deploy-whole-nvme", DiskBus::Nvme);
 }
 
-/// `sfdisk --json`'s partitions of `disk` as (start MiB, size MiB, type, bootable).
-fn layout_of(disk: &Path) -> Result<(String, Vec<(u64, u64, String, bool)>)> {
+/// One partition as `sfdisk --json` shows it, in MiB.
+#[derive(Debug, PartialEq, Eq)]
+struct Partition {
+    start: u64,
+    size: u64,
+    /// sfdisk's type: a GPT type GUID (lower case) or an MBR type byte in hex.
+    kind: String,
+    bootable: bool,
+}
+
+/// A partition table: sfdisk's label (`gpt`, `dos`) and partitions.
+type Table = (String, Vec<Partition>);
+
+/// `sfdisk --json`'s partition table of `disk`.
+fn layout_of(disk: &Path) -> Result<Table> {
     let table = sfdisk_json(disk)?;
     let label = table["label"].as_str().unwrap_or_default().to_string();
     let partitions = table["partitions"]
         .as_array()
         .with_context(|| format!("no partitions: {table}"))?
         .iter()
-        .map(|p| {
-            (
-                p["start"].as_u64().unwrap_or_default() * 512 / MIB,
-                p["size"].as_u64().unwrap_or_default() * 512 / MIB,
-                p["type"].as_str().unwrap_or_default().to_ascii_lowercase(),
-                p["bootable"].as_bool().unwrap_or_default(),
-            )
+        .map(|p| Partition {
+            start: p["start"].as_u64().unwrap_or_default() * 512 / MIB,
+            size: p["size"].as_u64().unwrap_or_default() * 512 / MIB,
+            kind: p["type"].as_str().unwrap_or_default().to_ascii_lowercase(),
+            bootable: p["bootable"].as_bool().unwrap_or_default(),
         })
         .collect();
     Ok((label, partitions))
@@ -227,26 +238,35 @@ fn fs_uuid_at(disk: &Path, offset_mib: u64) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// Partition `(start MiB, size MiB, sfdisk type, bootable)` of IPA's layout for a partition
-/// image with `root_gb` 1 and `swap_mb` 64, and where its root starts (MiB).
-fn ipa_layout(firmware: Firmware) -> (&'static str, Vec<(u64, u64, String, bool)>, u64) {
-    let part = |start, size, kind: &str, boot| (start, size, kind.to_string(), boot);
+/// IPA's layout for a partition image with `root_gb` 1 and `swap_mb` 64, and where its
+/// root starts (MiB).
+fn ipa_layout(firmware: Firmware) -> (Table, u64) {
+    let part = |start, size, kind: &str, bootable| Partition {
+        start,
+        size,
+        kind: kind.to_string(),
+        bootable,
+    };
     match firmware {
         // msdos, swap then root (active) from 1 MiB; no BIOS boot partition: GRUB's core
         // image goes into the gap before the first partition.
         Firmware::Bios => (
-            "dos",
-            vec![part(1, 64, "82", false), part(65, 1024, "83", true)],
+            (
+                "dos".into(),
+                vec![part(1, 64, "82", false), part(65, 1024, "83", true)],
+            ),
             65,
         ),
         // GPT: ESP 550 MiB, swap, root last.
         Firmware::Uefi => (
-            "gpt",
-            vec![
-                part(1, 550, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", false),
-                part(551, 64, "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f", false),
-                part(615, 1024, "0fc63daf-8483-4772-8e79-3d69d8477de4", false),
-            ],
+            (
+                "gpt".into(),
+                vec![
+                    part(1, 550, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", false),
+                    part(551, 64, "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f", false),
+                    part(615, 1024, "0fc63daf-8483-4772-8e79-3d69d8477de4", false),
+                ],
+            ),
             615,
         ),
     }
@@ -314,11 +334,11 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
             vm.failure_report()
         );
         let disk = vm.disk_image(0)?;
-        let (label, layout) = layout_of(&disk)?;
-        let (expected_label, expected, root_mib) = ipa_layout(machine.firmware);
+        let table = layout_of(&disk)?;
+        let (expected, root_mib) = ipa_layout(machine.firmware);
         ensure!(
-            label == expected_label && layout == expected,
-            "{label} layout {layout:?}, expected {expected_label} {expected:?}"
+            table == expected,
+            "partition table {table:?}, expected {expected:?}"
         );
         // The agent mounted it read-write (superblock, journal changed): its UUID says it is
         // the image's file system.
