@@ -303,11 +303,11 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
 
     let result = lab.net.block_on(async {
         let server = FileServer::start(&lab.net, &images, lab.net.bridge_address(), HTTP_PORT)?;
-        let ironic = RealIronic::start_in_with(
-            &lab.net,
-            &[("agent", "enable_bios_bootloader_install", "true")],
-        )
-        .await?;
+        let options: &[(&str, &str, &str)] = match machine.firmware {
+            Firmware::Bios => &[("agent", "enable_bios_bootloader_install", "true")],
+            Firmware::Uefi => &[],
+        };
+        let ironic = RealIronic::start_in_with(&lab.net, options).await?;
         let instance_info = json!({
             "image_source": server.url("root.img"),
             "image_os_hash_algo": "sha256",
@@ -328,6 +328,12 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
             image.uuid
         );
         let console = vm.console_text();
+        for line in console
+            .lines()
+            .filter(|l| l.contains("in the image's chroot"))
+        {
+            eprintln!("{line}");
+        }
         ensure!(
             console.contains("GRUB installed"),
             "the console does not show the image's GRUB installed:\n{}",

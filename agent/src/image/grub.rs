@@ -1,9 +1,8 @@
 //! GRUB from the deployed image itself, as IPA's `_install_grub2`: the root partition is
 //! mounted, `/dev`, `/proc` and `/run` bound into it and a sysfs mounted on its `/sys` (the
 //! ESP on its `/boot/efi` in UEFI), then the image's own `grub-install <disk>` (or
-//! `grub2-install` where the image has `/usr/sbin/grub2-install`) runs in a chroot (with an
-//! ESP: with `--no-nvram`, as the agent writes the boot entries itself through efivarfs,
-//! and again with `--removable`, for the firmware's fallback path), then
+//! `grub2-install` where the image has `/usr/sbin/grub2-install`) runs in a chroot (again
+//! with `--removable` when there is an ESP, for the firmware's fallback path), then
 //! `grub-mkconfig -o /boot/grub/grub.cfg` (`grub2-mkconfig -o /boot/grub2/grub.cfg`).
 //! Everything is unmounted again, in reverse order, whatever happened.
 //!
@@ -161,18 +160,16 @@ fn with_mounts(mounts: &mut Mounts<'_>, root: &Path, target: &GrubTarget) -> Res
     let disk = target.disk.display().to_string();
     let host = mounts.host;
     let run = |argv: Vec<String>| {
-        tracing::info!(command = argv.join(" "), "running in the image's chroot");
-        host.run_in_chroot(root, &argv)
-            .map_err(|e| format!("installing GRUB on {disk}: {e}"))
+        let command = argv.join(" ");
+        tracing::info!(%command, "running in the image's chroot");
+        let output = host
+            .run_in_chroot(root, &argv)
+            .map_err(|e| format!("installing GRUB on {disk}: {e}"))?;
+        // What GRUB says on success (platform, warnings) is worth keeping in the log.
+        tracing::info!(%command, output = output.trim(), "ran in the image's chroot");
+        Ok::<(), String>(())
     };
-    let mut install = vec![format!("{bin}-install"), disk.clone()];
-    if target.esp.is_some() {
-        // The agent writes the UEFI boot entries itself afterwards, through efivarfs; the
-        // chroot has none mounted (and the image may have no efibootmgr), so GRUB's own
-        // attempt at NVRAM would fail the installation.
-        install.push("--no-nvram".into());
-    }
-    run(install)?;
+    run(vec![format!("{bin}-install"), disk.clone()])?;
     if target.esp.is_some() {
         run(vec![
             format!("{bin}-install"),
