@@ -41,6 +41,7 @@ const PROGRAMS: &[&str] = &[
     "dash",
     "sed",
     "grep",
+    "fgrep",
     "cat",
     "rm",
     "mkdir",
@@ -118,6 +119,8 @@ pub fn bootable_partition_image(
         "tmp",
         "boot/grub",
         "etc/default",
+        // grub-install warns without it (no translations are copied).
+        "usr/share/locale",
     ] {
         std::fs::create_dir_all(root.join(empty))
             .with_context(|| format!("creating /{empty} in the image"))?;

@@ -328,12 +328,17 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
             image.uuid
         );
         let console = vm.console_text();
-        for line in console
+        let chroot: Vec<&str> = console
             .lines()
             .filter(|l| l.contains("in the image's chroot"))
-        {
-            eprintln!("{line}");
-        }
+            .collect();
+        eprintln!("{}", chroot.join("\n"));
+        // The image has every program GRUB's tools and scripts run.
+        ensure!(
+            !chroot.iter().any(|l| l.contains("not found")),
+            "a program is missing from the partition image:\n{}",
+            chroot.join("\n")
+        );
         ensure!(
             console.contains("GRUB installed"),
             "the console does not show the image's GRUB installed:\n{}",
