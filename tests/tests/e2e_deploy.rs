@@ -339,6 +339,18 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
             "a program is missing from the partition image:\n{}",
             chroot.join("\n")
         );
+        // In UEFI the agent then adds NVRAM entries for what GRUB put on the ESP (the boot
+        // below uses fresh variables, hence the removable path).
+        let entries: Vec<&str> = console
+            .lines()
+            .filter(|l| l.contains("UEFI boot entry written"))
+            .collect();
+        eprintln!("{}", entries.join("\n"));
+        ensure!(
+            (machine.firmware == Firmware::Uefi) != entries.is_empty(),
+            "UEFI boot entries written in {} mode: {entries:?}",
+            machine.boot_mode()
+        );
         ensure!(
             console.contains("GRUB installed"),
             "the console does not show the image's GRUB installed:\n{}",
