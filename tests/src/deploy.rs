@@ -1,5 +1,5 @@
 //! Pieces of the deploy scenario (`tests/tests/e2e_deploy.rs`): a tiny UEFI-bootable
-//! whole-disk image, an HTTP server for it inside the test namespace, and a node enrolled
+//! whole-disk image (the partition image is `crate::partition_image`), an HTTP server for it inside the test namespace, and a node enrolled
 //! and provisioned through the real Ironic's `direct` deploy.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -114,15 +114,10 @@ pub fn bootable_uefi_disk(dir: &Path, kernel: &Path, marker: &str) -> Result<Pat
     Ok(disk)
 }
 
-/// An ext4 file system image `name` of `mib` MiB in `dir` (mkfs.ext4), and its UUID.
-pub fn ext4_image(dir: &Path, name: &str, mib: u64) -> Result<(PathBuf, String)> {
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .and_then(|f| f.set_len(mib * MIB))
-        .with_context(|| format!("creating {}", path.display()))?;
-    run("mkfs.ext4", &["-q", "-F", "-L", "rivet-root", text(&path)?])?;
+/// The UUID of the file system in image `path` (`blkid -p`).
+pub fn fs_uuid(path: &Path) -> Result<String> {
     let output = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "UUID", text(&path)?])
+        .args(["-p", "-o", "value", "-s", "UUID", text(path)?])
         .output()
         .context("running blkid (util-linux)")?;
     let uuid = String::from_utf8_lossy(&output.stdout).trim().to_string();
@@ -131,7 +126,7 @@ pub fn ext4_image(dir: &Path, name: &str, mib: u64) -> Result<(PathBuf, String)>
         "blkid found no UUID on {}",
         path.display()
     );
-    Ok((path, uuid))
+    Ok(uuid)
 }
 
 /// `sfdisk --json <disk>`'s `partitiontable`.

@@ -39,6 +39,19 @@ impl BootImage {
         self.dir.join("initramfs.img")
     }
 
+    /// The kernel's release (`uname -r`), from `manifest.json`'s `kernel.version`.
+    pub fn kernel_version(&self) -> Result<String> {
+        let path = self.dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        manifest["kernel"]["version"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{} has no kernel.version", path.display()))
+    }
+
     /// The FAT ESP image with GRUB (usable as Ironic's `bootloader` / `[DEFAULT]esp_image`).
     pub fn esp(&self) -> PathBuf {
         self.dir.join("esp.img")

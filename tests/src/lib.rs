@@ -15,6 +15,7 @@ pub mod lldp_switch;
 pub mod loopdev;
 pub mod net;
 pub mod netns;
+pub mod partition_image;
 pub mod process;
 pub mod recording;
 pub mod replay;

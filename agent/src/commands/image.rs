@@ -6,7 +6,8 @@
 //! A whole-disk image (`root_uuid` null or `0x00000000`) without an ESP or loader needs
 //! nothing, as in IPA. Otherwise (a partition image, or UEFI without loaders on the ESP) the
 //! image's own GRUB is installed from a chroot ([`crate::image::grub`]), in BIOS mode only when
-//! `enable_bios_bootloader_install` (else IPA's `InvalidImage`). PReP partitions fail
+//! `enable_bios_bootloader_install` (the setting, or the lookup's config) is true (else IPA's
+//! `InvalidImage`). PReP partitions fail
 //! clearly. `ignore_bootloader_failure` (the parameter, or the setting when the parameter is
 //! absent) turns any failure into a logged error, as IPA does.
 
@@ -88,7 +89,9 @@ fn grub(
         )));
     }
     let uefi = boot_mode == "uefi";
-    if !uefi && !env.ctx.settings.enable_bios_bootloader_install {
+    // The setting, or the lookup's `config.enable_bios_bootloader_install` (the conductor's
+    // `[agent]enable_bios_bootloader_install`), which the runtime state holds.
+    if !uefi && !env.ctx.state().enable_bios_bootloader_install {
         return Err(Failure::new(
             "InvalidImage",
             500,

@@ -160,9 +160,14 @@ fn with_mounts(mounts: &mut Mounts<'_>, root: &Path, target: &GrubTarget) -> Res
     let disk = target.disk.display().to_string();
     let host = mounts.host;
     let run = |argv: Vec<String>| {
-        tracing::info!(command = argv.join(" "), "running in the image's chroot");
-        host.run_in_chroot(root, &argv)
-            .map_err(|e| format!("installing GRUB on {disk}: {e}"))
+        let command = argv.join(" ");
+        tracing::info!(%command, "running in the image's chroot");
+        let output = host
+            .run_in_chroot(root, &argv)
+            .map_err(|e| format!("installing GRUB on {disk}: {e}"))?;
+        // What GRUB says on success (platform, warnings) is worth keeping in the log.
+        tracing::info!(%command, output = output.trim(), "ran in the image's chroot");
+        Ok::<(), String>(())
     };
     run(vec![format!("{bin}-install"), disk.clone()])?;
     if target.esp.is_some() {

@@ -315,12 +315,15 @@ async fn install_bootloader_runs_the_images_grub_for_a_bios_partition_image() {
     let image_root = work.path().join("image-root");
     std::fs::create_dir_all(image_root.join("usr/sbin")).expect("image root");
     std::fs::write(image_root.join("usr/sbin/grub-install"), b"").expect("grub-install");
-    let mut options = Options {
+    let h = harness_with(Options {
         boot_root: Some(image_root),
         ..Options::default()
-    };
-    options.settings.enable_bios_bootloader_install = true;
-    let h = harness_with(options);
+    });
+    // Off in the settings, on from the lookup's config (the conductor's
+    // [agent]enable_bios_bootloader_install), as with Ironic.
+    assert!(!h.ctx.settings.enable_bios_bootloader_install);
+    h.ctx
+        .update_state(|s| s.enable_bios_bootloader_install = true);
 
     // A disk laid out for a BIOS partition image; the "root file system" is a swap
     // signature, whose UUID find_partition reads as it would an ext4's.
