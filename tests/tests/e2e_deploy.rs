@@ -12,7 +12,8 @@
 //!   `rivet_tests::deploy`), UEFI, to virtio-blk and to NVMe;
 //! - a partition image with its own GRUB tools and kernel (`rivet_tests::partition_image`),
 //!   BIOS to NVMe and UEFI to virtio-blk: the disk must have IPA's layout (msdos; GPT with
-//!   an ESP), the conductor the root file system's UUID, and the agent's
+//!   an ESP and, asked in UEFI mode, a 1 GiB ext4 ephemeral partition that `e2fsck` finds
+//!   clean), the conductor the root file system's UUID, and the agent's
 //!   `install_bootloader` must have run the image's `grub-install` and `grub-mkconfig`,
 //!   whose `grub.cfg` (with the marker from the image's `/etc/default/grub`) boots the
 //!   kernel.
@@ -227,19 +228,57 @@ fn layout_of(disk: &Path) -> Result<Table> {
     Ok((label, partitions))
 }
 
-/// The UUID of the file system at `offset_mib` of `disk` (`blkid -p`).
-fn fs_uuid_at(disk: &Path, offset_mib: u64) -> Result<String> {
+/// The value of `tag` (`UUID`, `TYPE`, `LABEL`) of the file system at `offset_mib` of
+/// `disk` (`blkid -p`; empty when there is none).
+fn fs_tag_at(disk: &Path, offset_mib: u64, tag: &str) -> Result<String> {
     let output = std::process::Command::new("blkid")
         .args(["-p", "-O", &(offset_mib * MIB).to_string()])
-        .args(["-o", "value", "-s", "UUID"])
+        .args(["-o", "value", "-s", tag])
         .arg(disk)
         .output()
         .context("running blkid")?;
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// IPA's layout for a partition image with `root_gb` 1 and `swap_mb` 64, and where its
-/// root starts (MiB).
+/// Where the UEFI case's ephemeral partition starts and how big it is (MiB).
+const EPHEMERAL_MIB: (u64, u64) = (551, 1024);
+
+/// Checks that the ephemeral partition of `disk` holds a clean ext4 labelled `ephemeral0`
+/// (the ramdisk's bundled mke2fs made it): blkid, then `e2fsck -fn` on a copy.
+fn check_ephemeral(disk: &Path, work: &Path) -> Result<()> {
+    let (start, size) = EPHEMERAL_MIB;
+    let kind = fs_tag_at(disk, start, "TYPE")?;
+    let label = fs_tag_at(disk, start, "LABEL")?;
+    ensure!(
+        (kind.as_str(), label.as_str()) == ("ext4", "ephemeral0"),
+        "the ephemeral partition holds {kind:?} labelled {label:?}, not ext4 ephemeral0"
+    );
+    let copy = work.join("ephemeral.img");
+    let status = std::process::Command::new("dd")
+        .arg(format!("if={}", disk.display()))
+        .arg(format!("of={}", copy.display()))
+        .args(["bs=1M", &format!("skip={start}"), &format!("count={size}")])
+        .arg("status=none")
+        .status()
+        .context("running dd")?;
+    ensure!(status.success(), "dd of the ephemeral partition: {status}");
+    let fsck = std::process::Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(&copy)
+        .output()
+        .context("running e2fsck (e2fsprogs)")?;
+    ensure!(
+        fsck.status.success(),
+        "e2fsck -fn of the ephemeral file system: {}\n{}{}",
+        fsck.status,
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    Ok(())
+}
+
+/// IPA's layout for a partition image with `root_gb` 1 and `swap_mb` 64 (and in UEFI mode
+/// `ephemeral_gb` 1), and where its root starts (MiB).
 fn ipa_layout(firmware: Firmware) -> (Table, u64) {
     let part = |start, size, kind: &str, bootable| Partition {
         start,
@@ -257,17 +296,23 @@ fn ipa_layout(firmware: Firmware) -> (Table, u64) {
             ),
             65,
         ),
-        // GPT: ESP 550 MiB, swap, root last.
+        // GPT: ESP 550 MiB, ephemeral, swap, root last.
         Firmware::Uefi => (
             (
                 "gpt".into(),
                 vec![
                     part(1, 550, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", false),
-                    part(551, 64, "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f", false),
-                    part(615, 1024, "0fc63daf-8483-4772-8e79-3d69d8477de4", false),
+                    part(
+                        EPHEMERAL_MIB.0,
+                        EPHEMERAL_MIB.1,
+                        "0fc63daf-8483-4772-8e79-3d69d8477de4",
+                        false,
+                    ),
+                    part(1575, 64, "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f", false),
+                    part(1639, 1024, "0fc63daf-8483-4772-8e79-3d69d8477de4", false),
                 ],
             ),
-            615,
+            1639,
         ),
     }
 }
@@ -277,7 +322,8 @@ fn ipa_layout(firmware: Firmware) -> (Table, u64) {
 /// the image's GRUB (in BIOS mode the conductor allows it:
 /// `[agent]enable_bios_bootloader_install`), and the firmware of a second VM boots the
 /// deployed disk's GRUB, the `grub.cfg` the image's `grub-mkconfig` wrote and the kernel
-/// with the marker from the image's `/etc/default/grub`.
+/// with the marker from the image's `/etc/default/grub`. The UEFI case also asks for a
+/// 1 GiB ext4 ephemeral partition (the ramdisk's bundled mke2fs makes it).
 fn partition_deploy_boots(name: &str, machine: Machine) {
     let lab = or_panic(Lab::create());
     let work = or_panic(tempfile::tempdir().context("temp dir"));
@@ -308,7 +354,7 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
             Firmware::Uefi => &[],
         };
         let ironic = RealIronic::start_in_with(&lab.net, options).await?;
-        let instance_info = json!({
+        let mut instance_info = json!({
             "image_source": server.url("root.img"),
             "image_os_hash_algo": "sha256",
             "image_os_hash_value": digest,
@@ -319,6 +365,10 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
             "root_gb": 1,
             "swap_mb": 64,
         });
+        if machine.firmware == Firmware::Uefi {
+            instance_info["ephemeral_gb"] = json!(1);
+            instance_info["ephemeral_format"] = json!("ext4");
+        }
         let (vm, node) = deploy(&lab, &ironic, &server, name, machine, instance_info).await?;
         let root_uuid = &node["driver_internal_info"]["root_uuid_or_disk_id"];
         ensure!(
@@ -365,12 +415,15 @@ fn partition_deploy_boots(name: &str, machine: Machine) {
         );
         // The agent mounted it read-write (superblock, journal changed): its UUID says it is
         // the image's file system.
-        let found = fs_uuid_at(&disk, root_mib)?;
+        let found = fs_tag_at(&disk, root_mib, "UUID")?;
         ensure!(
             found == image.uuid,
             "the root partition holds file system {found:?}, not the image's {}",
             image.uuid
         );
+        if machine.firmware == Firmware::Uefi {
+            check_ephemeral(&disk, work.path())?;
+        }
         // grub-mkconfig's 10_linux names the kernel it found: the generated grub.cfg ran.
         let line = boot_deployed(&lab, machine, &disk, &marker)?;
         ensure!(
