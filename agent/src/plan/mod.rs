@@ -13,6 +13,7 @@ pub mod live;
 pub mod media;
 mod medium;
 mod queue;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -214,7 +215,7 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
         });
         tracing::info!("plan {}: step {index} {}: running", plan.name, step.step);
         let started = Instant::now();
-        let outcome = run_step(step, env, &node).await;
+        let outcome = run_watched(&run, index, step, &node).await;
         let seconds = started.elapsed().as_secs_f64();
         let (state, result, error) = match outcome {
             Ok(result) => (StepState::Done, Some(result).filter(|r| !r.is_null()), None),
@@ -317,6 +318,35 @@ fn node_for(base: Option<&Value>, machine: Option<&Machine>, plan: &Plan) -> Val
         }
     }
     node
+}
+
+/// Runs a step; while it runs, posts its progress and heartbeats (see [`watch`]).
+async fn run_watched(
+    run: &Run<'_>,
+    index: u32,
+    step: &PlanStep,
+    node: &Value,
+) -> Result<Value, String> {
+    let outcome = run_step(step, run.env, node);
+    if run.env.queue.is_none() {
+        return outcome.await;
+    }
+    tokio::pin!(outcome);
+    let mut watch = watch::StepWatch::new(index, &step.step, Instant::now());
+    let mut ticks = tokio::time::interval(watch::PROGRESS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut outcome => return result,
+            _ = ticks.tick() => {
+                let tasks = run.env.ctx.progress.snapshot();
+                if let Some(body) = watch.tick(&tasks, Instant::now()) {
+                    run.post(body);
+                }
+            }
+        }
+    }
 }
 
 async fn run_step(step: &PlanStep, env: &PlanEnv, node: &Value) -> Result<Value, String> {
