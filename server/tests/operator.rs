@@ -202,7 +202,7 @@ fn cli_adds_lists_and_shows_nodes() -> anyhow::Result<()> {
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    for column in ["UUID", "NAME", "STATE", "MACS", "LAST HEARTBEAT"] {
+    for column in ["UUID", "NAME", "STATE", "MACS", "LAST SEEN"] {
         assert!(lines[0].contains(column), "{out}");
     }
     assert!(

@@ -177,7 +177,7 @@ fn node_table(nodes: &Value) -> Table {
         "STATE",
         "MACS",
         "AGENT",
-        "LAST HEARTBEAT",
+        "LAST SEEN",
         "HEARTBEATS",
     ]);
     for node in nodes.as_array().into_iter().flatten() {
@@ -198,7 +198,7 @@ fn node_table(nodes: &Value) -> Table {
                 macs.join(",")
             },
             or_dash(text(agent, "url")),
-            since(&agent["last_heartbeat"]),
+            since(&agent["last_seen"]),
             agent["heartbeats"].as_i64().unwrap_or(0).to_string(),
         ]);
     }
@@ -226,10 +226,15 @@ fn step_table(steps: &Value) -> Table {
     table
 }
 
-/// The last `last` events.
+/// The last `last` events, without progress reports (the step table has the latest).
 fn event_table(events: &Value, last: usize) -> Table {
     let mut table = Table::new(&["ID", "TIME", "SOURCE", "KIND", "MESSAGE"]);
-    let events: Vec<&Value> = events.as_array().into_iter().flatten().collect();
+    let events: Vec<&Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| text(event, "kind") != Some(PROGRESS_KIND))
+        .collect();
     for event in events.iter().skip(events.len().saturating_sub(last)) {
         table.row(vec![
             event["id"].as_i64().unwrap_or(0).to_string(),
@@ -241,6 +246,9 @@ fn event_table(events: &Value, last: usize) -> Table {
     }
     table
 }
+
+/// The event kind of a running step's progress report.
+const PROGRESS_KIND: &str = "progress";
 
 /// `node show`: a summary block, then steps and the last events.
 fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> String {
@@ -283,7 +291,9 @@ fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> 
         ("agent url", or_dash(text(agent, "url"))),
         ("agent version", or_dash(text(agent, "version"))),
         ("agent certificate", pinned.into()),
+        ("last seen", since(&agent["last_seen"])),
         ("last heartbeat", since(&agent["last_heartbeat"])),
+        ("last report", since(&agent["last_report"])),
         (
             "heartbeats",
             agent["heartbeats"].as_i64().unwrap_or(0).to_string(),
@@ -332,7 +342,11 @@ async fn watch(client: &OperatorClient, node: &str, interval: f64) -> Result<Exi
         let state = text(&shown, "state").unwrap_or("?").to_string();
         let mut out = std::io::stdout().lock();
         if terminal {
-            recent.extend(new_events);
+            recent.extend(
+                new_events
+                    .into_iter()
+                    .filter(|event| text(event, "kind") != Some(PROGRESS_KIND)),
+            );
             let keep = recent.len().saturating_sub(WATCH_EVENTS);
             recent.drain(..keep);
             let events = Value::Array(recent.clone());
