@@ -59,6 +59,9 @@ pub enum ReportBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<serde_json::Value>,
     },
+    /// The inventory the plan's `inspect` step collected (Ironic's inventory format), which
+    /// the server keeps as the node's inventory.
+    Inventory { inventory: serde_json::Value },
     /// The agent is alive and its plan runs (a step without progress to report runs
     /// long). Not kept in the node's history: the server only notes when it last heard.
     Heartbeat {},

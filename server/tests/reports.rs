@@ -52,9 +52,19 @@ async fn reports_drive_steps_state_and_watch() -> anyhow::Result<()> {
     // A heartbeat is accepted and only moves the time the agent was last heard.
     let heartbeat = json!({"agent_token": token, "boot_id": "b1", "reports": [
         {"seq": 6, "kind": "heartbeat"},
+        {"seq": 7, "kind": "inventory", "inventory": {
+            "cpu": {"count": 2, "model_name": "QEMU Virtual CPU"},
+            "memory": {"physical_mb": 1024},
+            "system_vendor": {"manufacturer": "QEMU", "product_name": "Standard PC", "serial_number": ""},
+            "disks": [{"name": "/dev/vda", "size": 268435456u64, "serial": "rivet-vd0"}],
+            "interfaces": [{"name": "enp0s2", "mac_address": "52:54:00:77:00:01"}]}},
     ]});
     let (_, ack) = post(&server, &uuid, &heartbeat).await?;
-    assert_eq!(ack, json!({"stored": 1, "duplicates": 0}));
+    assert_eq!(ack, json!({"stored": 2, "duplicates": 0}));
+    let (_, inventory) = server
+        .operator(Method::GET, "/v1/nodes/n1/inventory", None)
+        .await?;
+    assert_eq!(inventory["disks"][0]["serial"], "rivet-vd0");
 
     let (_, node) = server.operator(Method::GET, "/v1/nodes/n1", None).await?;
     assert_eq!(node["state"], "running");
@@ -72,7 +82,14 @@ async fn reports_drive_steps_state_and_watch() -> anyhow::Result<()> {
         .collect();
     assert_eq!(
         kinds,
-        ["progress", "erase", "step", "step", "progress"],
+        [
+            "progress",
+            "erase",
+            "step",
+            "step",
+            "progress",
+            "inspection"
+        ],
         "heartbeats are not events"
     );
     let (_, steps) = server
@@ -112,6 +129,15 @@ async fn reports_drive_steps_state_and_watch() -> anyhow::Result<()> {
         !out.contains("write_image: running 25%"),
         "progress reports are not listed as events: {out}"
     );
+    for fact in [
+        "cpu                2 x QEMU Virtual CPU",
+        "memory             1024 MiB",
+        "disks              /dev/vda 256 MiB (rivet-vd0)",
+        "interfaces         enp0s2 52:54:00:77:00:01",
+        "system             QEMU / Standard PC",
+    ] {
+        assert!(out.contains(fact), "no {fact:?} in: {out}");
+    }
     let last_seen = out
         .lines()
         .find(|line| line.starts_with("last seen"))
@@ -122,8 +148,8 @@ async fn reports_drive_steps_state_and_watch() -> anyhow::Result<()> {
     assert!(out.contains("LAST SEEN") && out.contains(" ago"), "{out}");
 
     let done = json!({"agent_token": token, "boot_id": "b1", "reports": [
-        {"seq": 7, "kind": "step", "index": 1, "name": "write_image", "state": "done"},
-        {"seq": 8, "kind": "plan", "state": "done"},
+        {"seq": 8, "kind": "step", "index": 1, "name": "write_image", "state": "done"},
+        {"seq": 9, "kind": "plan", "state": "done"},
     ]});
     post(&server, &uuid, &done).await?;
     let (ok, out, err) = server.cli(&["node", "watch", "n1", "--interval", "0.2"])?;

@@ -236,6 +236,11 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
         if step.step.starts_with("erase_devices") {
             post_erase_proofs(&run, result.as_ref());
         }
+        if let (Some(StepKind::Inspect), Some(inventory)) = (step.kind(), &result) {
+            run.post(ReportBody::Inventory {
+                inventory: inventory.clone(),
+            });
+        }
         run.post(ReportBody::Step {
             index,
             name: step.step.clone(),

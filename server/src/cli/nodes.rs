@@ -80,9 +80,20 @@ pub async fn node(client: &OperatorClient, command: NodeCommand) -> Result<ExitC
             } else {
                 let steps = client.get(&format!("{path}/steps")).await?;
                 let events = client.get(&format!("{path}/events?limit=1000")).await?;
+                let inventory = if shown["inspected_at"].is_string() {
+                    Some(client.get(&format!("{path}/inventory")).await?)
+                } else {
+                    None
+                };
                 print!(
                     "{}",
-                    describe(&shown, &steps["steps"], &events["events"], 10)
+                    describe(
+                        &shown,
+                        inventory.as_ref(),
+                        &steps["steps"],
+                        &events["events"],
+                        10
+                    )
                 );
             }
         }
@@ -250,8 +261,97 @@ fn event_table(events: &Value, last: usize) -> Table {
 /// The event kind of a running step's progress report.
 const PROGRESS_KIND: &str = "progress";
 
-/// `node show`: a summary block, then steps and the last events.
-fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> String {
+/// "1.5 GiB" or "256 MiB" for a byte count.
+fn size(bytes: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    if bytes >= GIB {
+        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+/// The inventory's facts worth a line each: system, CPU, memory, disks, interfaces.
+fn inventory_rows(inventory: &Value) -> Vec<(&'static str, String)> {
+    let list = |key: &str, item: &dyn Fn(&Value) -> String| -> String {
+        let items: Vec<String> = inventory[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(item)
+            .collect();
+        if items.is_empty() {
+            "-".into()
+        } else {
+            items.join(", ")
+        }
+    };
+    let system = &inventory["system_vendor"];
+    let cpu = &inventory["cpu"];
+    vec![
+        (
+            "system",
+            [
+                text(system, "manufacturer"),
+                text(system, "product_name"),
+                text(system, "serial_number").filter(|s| !s.is_empty()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" / "),
+        ),
+        (
+            "cpu",
+            format!(
+                "{} x {}",
+                cpu["count"].as_u64().unwrap_or(0),
+                text(cpu, "model_name").unwrap_or("?")
+            ),
+        ),
+        (
+            "memory",
+            inventory["memory"]["physical_mb"]
+                .as_u64()
+                .map(|mb| format!("{mb} MiB"))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "disks",
+            list("disks", &|disk| {
+                let mut line = format!(
+                    "{} {}",
+                    text(disk, "name").unwrap_or("?"),
+                    size(disk["size"].as_u64().unwrap_or(0))
+                );
+                if let Some(serial) = text(disk, "serial").filter(|s| !s.is_empty()) {
+                    line.push_str(&format!(" ({serial})"));
+                }
+                line
+            }),
+        ),
+        (
+            "interfaces",
+            list("interfaces", &|nic| {
+                format!(
+                    "{} {}",
+                    text(nic, "name").unwrap_or("?"),
+                    text(nic, "mac_address").unwrap_or("?")
+                )
+            }),
+        ),
+    ]
+}
+
+/// `node show`: a summary block (with the inventory's facts when there is one), then steps
+/// and the last events.
+fn describe(
+    node: &Value,
+    inventory: Option<&Value>,
+    steps: &Value,
+    events: &Value,
+    last_events: usize,
+) -> String {
     let agent = &node["agent"];
     let macs: Vec<&str> = node["macs"]
         .as_array()
@@ -301,6 +401,9 @@ fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> 
         ("inspected", since(&node["inspected_at"])),
         ("last error", or_dash(text(node, "last_error"))),
     ] {
+        summary.row(vec![field.to_string(), value]);
+    }
+    for (field, value) in inventory.map(inventory_rows).unwrap_or_default() {
         summary.row(vec![field.to_string(), value]);
     }
     let mut out = summary.render();
@@ -353,7 +456,7 @@ async fn watch(client: &OperatorClient, node: &str, interval: f64) -> Result<Exi
             write!(
                 out,
                 "\x1b[H\x1b[2J{}",
-                describe(&shown, &steps["steps"], &events, WATCH_EVENTS)
+                describe(&shown, None, &steps["steps"], &events, WATCH_EVENTS)
             )?;
         } else {
             if state != last_state {

@@ -1,5 +1,5 @@
 //! `POST /v1/rivet/nodes/{node}/reports`: plan-mode reports (step progress, erase proofs,
-//! events, the plan's end, heartbeats), authenticated by the agent token, stored once per
+//! the inspect step's inventory, events, the plan's end, heartbeats), authenticated by the agent token, stored once per
 //! `(boot_id, seq)` so agents can resend what they buffered. Heartbeats are not kept as
 //! events: they only move the node's `last_report`, which every post does.
 
@@ -142,6 +142,22 @@ fn describe(body: &ReportBody) -> (&'static str, String, Option<Value>) {
         }
         ReportBody::Erase { message, data } => ("erase", message.clone(), Some(data.clone())),
         ReportBody::Heartbeat {} => ("heartbeat", "heartbeat".into(), None),
+        ReportBody::Inventory { inventory } => {
+            let count = |key: &str| inventory[key].as_array().map_or(0, Vec::len);
+            let summary = serde_json::json!({
+                "interfaces": count("interfaces"),
+                "disks": count("disks"),
+            });
+            (
+                "inspection",
+                format!(
+                    "inventory received from the plan's inspect step: {} disk(s), {} interface(s)",
+                    count("disks"),
+                    count("interfaces")
+                ),
+                Some(summary),
+            )
+        }
         ReportBody::Event { message, data } => ("event", message.clone(), data.clone()),
         ReportBody::Plan { state, message } => {
             let verb = match state {
@@ -218,6 +234,13 @@ fn apply(
                 set_state(conn, id, states::FAILED, Some(&error), now)
             }
         },
+        ReportBody::Inventory { inventory } => {
+            conn.prepare_cached(
+                "UPDATE nodes SET inventory = ?1, inspected_at = ?2, updated_at = ?2 WHERE id = ?3",
+            )?
+            .execute(params![inventory.to_string(), now, id])?;
+            Ok(())
+        }
         ReportBody::Erase { .. } | ReportBody::Event { .. } | ReportBody::Heartbeat {} => Ok(()),
     }
 }

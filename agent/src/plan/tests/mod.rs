@@ -442,9 +442,18 @@ async fn reports_are_queued_until_the_url_accepts_them_and_sent_before_power_off
             ReportBody::Plan { state, .. } => format!("plan:{state:?}"),
             ReportBody::Erase { .. } => "erase".into(),
             ReportBody::Heartbeat {} => "heartbeat".into(),
+            ReportBody::Inventory { .. } => "inventory".into(),
         })
         .collect();
-    assert_eq!(kinds.first().map(String::as_str), Some("inspect:running"));
+    assert_eq!(
+        kinds[..3],
+        ["inspect:running", "inventory", "inspect:done"],
+        "the inventory goes to the server before the step's end"
+    );
+    let ReportBody::Inventory { inventory } = &reports[1].body else {
+        panic!("not an inventory report");
+    };
+    assert_eq!(inventory["cpu"]["count"], 2);
     let erase = kinds
         .iter()
         .position(|k| k == "erase")
