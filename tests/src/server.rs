@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
+use crate::agent::profile_binary;
 use crate::net::free_loopback_port;
 use crate::netns::TestNet;
 
@@ -28,37 +29,37 @@ pub struct Server {
 impl Server {
     /// Starts the `rivet-server` binary next to `agent` on a free loopback port.
     pub async fn start(agent: &Path) -> Result<Server> {
-        let port = free_loopback_port()?;
-        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        Self::launch(agent, None, listen, &[]).await
-    }
-
-    /// Starts the `rivet-server` binary next to `agent` inside `net`, listening on
-    /// `address:port` with `extra` arguments (e.g. `--iso-base`). Call it from inside the
-    /// namespace ([`TestNet::block_on`]): it connects to see the server listen.
-    pub async fn start_in(
-        net: &TestNet,
-        agent: &Path,
-        address: Ipv4Addr,
-        port: u16,
-        extra: &[OsString],
-    ) -> Result<Server> {
-        let listen = SocketAddr::from((address, port));
-        Self::launch(agent, Some(net), listen, extra).await
-    }
-
-    async fn launch(
-        agent: &Path,
-        net: Option<&TestNet>,
-        listen: SocketAddr,
-        extra: &[OsString],
-    ) -> Result<Server> {
         let binary = agent.with_file_name("rivet-server");
         ensure!(
             binary.is_file(),
             "rivet-server is not built: {} does not exist (cargo build --workspace --bins)",
             binary.display()
         );
+        let port = free_loopback_port()?;
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        Self::launch(binary, None, listen, &[]).await
+    }
+
+    /// Starts the `rivet-server` binary of this test's profile inside `net`, listening on
+    /// `address:port` with `extra` arguments (e.g. `--iso-base`). Call it from inside the
+    /// namespace ([`TestNet::block_on`]): it connects to see the server listen.
+    pub async fn start_in(
+        net: &TestNet,
+        address: Ipv4Addr,
+        port: u16,
+        extra: &[OsString],
+    ) -> Result<Server> {
+        let binary = profile_binary("rivet-server", "cargo build -p rivet-server")?;
+        let listen = SocketAddr::from((address, port));
+        Self::launch(binary, Some(net), listen, extra).await
+    }
+
+    async fn launch(
+        binary: PathBuf,
+        net: Option<&TestNet>,
+        listen: SocketAddr,
+        extra: &[OsString],
+    ) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("rivet-server-")
             .tempdir()
