@@ -245,18 +245,41 @@ fn check_cli(server: &Server, saw_running_progress: bool) -> Result<()> {
             "step {step} is not done: {shown}"
         );
     }
-    // The write's last progress line stays on its step.
-    let write = shown
-        .lines()
-        .find(|l| l.contains(" write_image ") && l.contains(" done "))
-        .unwrap_or_default();
+    // A finished step says how its tasks ended.
+    let step_line = |name: &str| {
+        shown
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")) && l.contains(" done "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let write = step_line("write_image");
     ensure!(
-        write.contains(" of ") && write.contains("MiB"),
-        "write_image has no progress line (bytes of total): {shown}"
+        write.contains(&format!("{} MiB of raw written in", IMAGE_SIZE >> 20)),
+        "write_image does not say what it wrote: {shown}"
     );
     ensure!(
-        shown.contains("erase") && shown.contains("/dev/nvme0n1: erased"),
-        "no erase proof for the NVMe disk: {shown}"
+        step_line("erase_devices_express")
+            .contains("erase /dev/nvme0n1: erased by nvme-format-user-data-erase"),
+        "the erase step does not say how the NVMe disk was erased: {shown}"
+    );
+    ensure!(
+        shown.contains("/dev/nvme0n1: erased (nvme-format-user-data-erase)"),
+        "no erase proof event for the NVMe disk: {shown}"
+    );
+    // The write's progress while it ran: its first progress report goes out at the agent's
+    // first look at the board (a second into the write, which takes many seconds here).
+    let events = server.cli(&["node", "events", NODE])?;
+    let progress: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains(" progress ") && l.contains("step 2 write_image: running"))
+        .collect();
+    eprintln!("write_image's progress events:\n{}", progress.join("\n"));
+    ensure!(
+        progress
+            .iter()
+            .any(|l| l.contains(&format!(" MiB of {} MiB", IMAGE_SIZE >> 20))),
+        "no progress report of the write (bytes of total): {events}"
     );
     eprintln!("a poll saw write_image running with progress: {saw_running_progress}");
 

@@ -215,7 +215,10 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
         });
         tracing::info!("plan {}: step {index} {}: running", plan.name, step.step);
         let started = Instant::now();
+        // Tasks that ended before this step are not its own.
+        env.ctx.progress.take_finished();
         let outcome = run_watched(&run, index, step, &node).await;
+        let ended = watch::outcomes(&env.ctx.progress.take_finished());
         let seconds = started.elapsed().as_secs_f64();
         let (state, result, error) = match outcome {
             Ok(result) => (StepState::Done, Some(result).filter(|r| !r.is_null()), None),
@@ -246,7 +249,7 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
             name: step.step.clone(),
             state,
             progress: None,
-            message: error.clone(),
+            message: error.clone().or(ended),
         });
         run.report.steps.push(StepRecord {
             index,
@@ -338,7 +341,7 @@ async fn run_watched(
     }
     tokio::pin!(outcome);
     let mut watch = watch::StepWatch::new(index, &step.step, Instant::now());
-    let mut ticks = tokio::time::interval(watch::PROGRESS_EVERY);
+    let mut ticks = tokio::time::interval(watch::LOOK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {

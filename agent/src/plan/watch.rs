@@ -1,7 +1,8 @@
-//! What a running plan step tells the server between its start and its end: its progress
-//! (from the agent's progress board, which the image writer and the erase code feed) at
-//! most every [`PROGRESS_EVERY`] when it changed, otherwise a heartbeat every
-//! [`HEARTBEAT_EVERY`] so the server knows the agent is alive during a long silent step.
+//! What a running plan step tells the server between its start and its end (and how its
+//! tasks ended, at its end): its progress (from the agent's progress board, which the image
+//! writer and the erase code feed), looked at every [`LOOK_EVERY`] and posted when it
+//! changed: the first at once, then at most every [`PROGRESS_EVERY`]; otherwise a heartbeat
+//! every [`HEARTBEAT_EVERY`] so the server knows the agent is alive during a silent step.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,9 @@ use rivet_protocol::report::{ReportBody, StepState};
 
 use crate::progress::Progress;
 
-/// How often a running step's progress is looked at (and posted when it changed).
+/// How often a running step's progress board is looked at.
+pub const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// The shortest time between two progress reports of a step.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 /// The longest silence while a step runs: a heartbeat goes out after it.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
@@ -19,8 +22,10 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 pub struct StepWatch {
     index: u32,
     name: String,
+    /// The last report of any kind (the step's start at first).
     last_posted: Instant,
-    last_progress: Option<(Option<f64>, String)>,
+    /// The last progress report: when, and what it said.
+    last_progress: Option<(Instant, (Option<f64>, String))>,
 }
 
 impl StepWatch {
@@ -35,12 +40,19 @@ impl StepWatch {
     }
 
     /// What to post at `now` given the board's `tasks`: the step's progress when it changed
-    /// since the last post, else a heartbeat when nothing was posted for
-    /// [`HEARTBEAT_EVERY`], else nothing.
+    /// since the last progress report and that was [`PROGRESS_EVERY`] ago (or there was
+    /// none), else a heartbeat when nothing was posted for [`HEARTBEAT_EVERY`], else
+    /// nothing.
     pub fn tick(&mut self, tasks: &[Progress], now: Instant) -> Option<ReportBody> {
         if let Some(current) = summarize(tasks) {
-            if self.last_progress.as_ref() != Some(&current) {
-                self.last_progress = Some(current.clone());
+            let due = match &self.last_progress {
+                None => true,
+                Some((at, said)) => {
+                    *said != current && now.saturating_duration_since(*at) >= PROGRESS_EVERY
+                }
+            };
+            if due {
+                self.last_progress = Some((now, current.clone()));
                 self.last_posted = now;
                 let (progress, message) = current;
                 return Some(ReportBody::Step {
@@ -57,6 +69,22 @@ impl StepWatch {
             return Some(ReportBody::Heartbeat {});
         }
         None
+    }
+}
+
+/// How a step's tasks ended, for its end report: the outcome alone for one task, `task:
+/// outcome` parts joined by `; ` for several; `None` for none.
+pub fn outcomes(finished: &[(String, String)]) -> Option<String> {
+    match finished {
+        [] => None,
+        [(_, outcome)] => Some(outcome.clone()),
+        several => Some(
+            several
+                .iter()
+                .map(|(task, outcome)| format!("{task}: {outcome}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
     }
 }
 
@@ -178,13 +206,31 @@ mod tests {
     }
 
     #[test]
-    fn posts_changes_then_heartbeats_during_silence() {
+    fn one_outcome_alone_several_by_task() {
+        assert_eq!(outcomes(&[]), None);
+        let write = ("write_image".to_string(), "192 MiB written".to_string());
+        assert_eq!(
+            outcomes(std::slice::from_ref(&write)).unwrap(),
+            "192 MiB written"
+        );
+        let erase = (
+            "erase /dev/vda".to_string(),
+            "erased by metadata".to_string(),
+        );
+        assert_eq!(
+            outcomes(&[write, erase]).unwrap(),
+            "write_image: 192 MiB written; erase /dev/vda: erased by metadata"
+        );
+    }
+
+    #[test]
+    fn posts_the_first_progress_at_once_then_changes_every_3_s_and_heartbeats() {
         let start = Instant::now();
-        let at = |s: u64| start + Duration::from_secs(s);
+        let at = |ms: u64| start + Duration::from_millis(ms);
         let mut watch = StepWatch::new(2, "write_image", start);
-        assert_eq!(watch.tick(&[], at(3)), None, "nothing to say yet");
+        assert_eq!(watch.tick(&[], at(1000)), None, "nothing to say yet");
         let first = image(1 << 30, None, None);
-        match watch.tick(std::slice::from_ref(&first), at(6)) {
+        match watch.tick(std::slice::from_ref(&first), at(2000)) {
             Some(ReportBody::Step {
                 index: 2,
                 state: StepState::Running,
@@ -197,23 +243,29 @@ mod tests {
             }
             other => panic!("expected a progress report, got {other:?}"),
         }
+        let second = image(3 << 29, None, None);
         assert_eq!(
-            watch.tick(std::slice::from_ref(&first), at(9)),
+            watch.tick(std::slice::from_ref(&second), at(4000)),
             None,
-            "the same progress is not posted twice"
+            "changed, but 2 s after the last progress report"
         );
-        assert_eq!(
-            watch.tick(std::slice::from_ref(&first), at(21)),
-            Some(ReportBody::Heartbeat {}),
-            "15 s of silence"
-        );
-        assert_eq!(watch.tick(&[], at(24)), None);
         assert!(matches!(
-            watch.tick(&[image(3 << 29, None, None)], at(27)),
+            watch.tick(std::slice::from_ref(&second), at(5000)),
             Some(ReportBody::Step {
                 progress: Some(_),
                 ..
             })
         ));
+        assert_eq!(
+            watch.tick(std::slice::from_ref(&second), at(9000)),
+            None,
+            "the same progress is not posted twice"
+        );
+        assert_eq!(
+            watch.tick(std::slice::from_ref(&second), at(20000)),
+            Some(ReportBody::Heartbeat {}),
+            "15 s of silence"
+        );
+        assert_eq!(watch.tick(&[], at(21000)), None);
     }
 }

@@ -82,8 +82,8 @@ impl HardwareManager for Shared {
                 total_bytes: Some(2 << 30),
                 ..Default::default()
             });
-            std::thread::sleep(super::watch::PROGRESS_EVERY * 2 + Duration::from_millis(500));
-            call.progress.finish(task, "done");
+            std::thread::sleep(super::watch::PROGRESS_EVERY + Duration::from_millis(1500));
+            call.progress.finish(task, "2048 MiB written");
         }
         Ok(json!({"ran": step}))
     }
@@ -511,9 +511,9 @@ async fn a_long_step_posts_its_progress_while_it_runs() {
                 Some(0.25),
                 Some("512 MiB of 2.0 GiB".to_string())
             ),
-            (StepState::Done, None, None),
+            (StepState::Done, None, Some("2048 MiB written".to_string())),
         ],
-        "start, the progress once (it did not change), end: {reports:?}"
+        "start, the progress once (it did not change), end with the outcome: {reports:?}"
     );
 }
 
