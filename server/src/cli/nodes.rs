@@ -18,10 +18,13 @@ use crate::time::{ago, parse_rfc3339};
 fn read_plan(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plan {}", path.display()))?;
-    let plan: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a JSON document", path.display()))?;
+    let plan = rivet_protocol::plan::document_value(&text)
+        .with_context(|| format!("{} is not a JSON or YAML document", path.display()))?;
     if !plan.is_object() {
-        bail!("{}: a plan is a JSON object", path.display());
+        bail!(
+            "{}: a plan is an object (a mapping in YAML)",
+            path.display()
+        );
     }
     Ok(plan)
 }
