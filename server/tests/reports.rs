@@ -138,6 +138,13 @@ async fn reports_drive_steps_state_and_watch() -> anyhow::Result<()> {
     ] {
         assert!(out.contains(fact), "no {fact:?} in: {out}");
     }
+    let (ok, events, err) = server.cli(&["node", "events", "n1"])?;
+    assert!(ok, "{err}");
+    assert!(
+        events.contains("progress")
+            && events.contains("write_image: running 25% (512 MiB of 2.0 GiB"),
+        "node events lists progress reports too: {events}"
+    );
     let last_seen = out
         .lines()
         .find(|line| line.starts_with("last seen"))

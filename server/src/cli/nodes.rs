@@ -107,7 +107,10 @@ pub async fn node(client: &OperatorClient, command: NodeCommand) -> Result<ExitC
                 segment(&node)
             );
             let events = client.get(&path).await?;
-            print!("{}", event_table(&events["events"], usize::MAX).render());
+            print!(
+                "{}",
+                event_table(&events["events"], usize::MAX, true).render()
+            );
         }
         NodeCommand::Token { node } => {
             let path = format!("/v1/nodes/{}/token", segment(&node));
@@ -240,14 +243,15 @@ fn step_table(steps: &Value) -> Table {
     table
 }
 
-/// The last `last` events, without progress reports (the step table has the latest).
-fn event_table(events: &Value, last: usize) -> Table {
+/// The last `last` events; without progress reports unless `progress` (`node show` has the
+/// latest in its step table).
+fn event_table(events: &Value, last: usize, progress: bool) -> Table {
     let mut table = Table::new(&["ID", "TIME", "SOURCE", "KIND", "MESSAGE"]);
     let events: Vec<&Value> = events
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|event| text(event, "kind") != Some(PROGRESS_KIND))
+        .filter(|event| progress || text(event, "kind") != Some(PROGRESS_KIND))
         .collect();
     for event in events.iter().skip(events.len().saturating_sub(last)) {
         table.row(vec![
@@ -416,7 +420,7 @@ fn describe(
     }
     if events.as_array().is_some_and(|e| !e.is_empty()) {
         out.push('\n');
-        out.push_str(&event_table(events, last_events).render());
+        out.push_str(&event_table(events, last_events, false).render());
     }
     out
 }
