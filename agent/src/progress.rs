@@ -1,8 +1,9 @@
 //! Progress of long work (erase, image writing): the latest report per task, logged at a
-//! bounded rate, and readable by whatever reports to the control server; and the signal
+//! bounded rate, and readable by whatever reports to the control server (with how the last
+//! tasks ended); and the signal
 //! that asks such work to stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -61,10 +62,14 @@ struct Entry {
     logged: Option<Instant>,
 }
 
-/// The latest progress of every running task.
+/// How many ended tasks the board remembers for [`ProgressBoard::take_finished`].
+const FINISHED_KEPT: usize = 32;
+
+/// The latest progress of every running task, and how the last tasks ended.
 #[derive(Debug, Default)]
 pub struct ProgressBoard {
     tasks: Mutex<BTreeMap<String, Entry>>,
+    finished: Mutex<VecDeque<(String, String)>>,
 }
 
 impl ProgressBoard {
@@ -83,11 +88,23 @@ impl ProgressBoard {
         entry.progress = progress;
     }
 
-    /// Ends a task: logs the outcome and forgets it.
+    /// Ends a task: logs the outcome, forgets its progress and keeps `(task, outcome)` for
+    /// [`Self::take_finished`] (the last [`FINISHED_KEPT`] only).
     pub fn finish(&self, task: &str, outcome: &str) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.remove(task);
         tracing::info!("progress: {task}: {outcome}");
+        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        if finished.len() == FINISHED_KEPT {
+            finished.pop_front();
+        }
+        finished.push_back((task.to_string(), outcome.to_string()));
+    }
+
+    /// The tasks that ended since the last call, oldest first, with their outcomes.
+    pub fn take_finished(&self) -> Vec<(String, String)> {
+        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        finished.drain(..).collect()
     }
 
     /// The latest report of every running task, by task name.
@@ -138,6 +155,17 @@ mod tests {
         assert_eq!(snapshot[0].percent, Some(20.0));
         board.finish("erase /dev/sda", "done");
         assert_eq!(board.snapshot().len(), 1);
+        assert_eq!(
+            board.take_finished(),
+            vec![("erase /dev/sda".to_string(), "done".to_string())]
+        );
+        assert!(board.take_finished().is_empty(), "taken once");
+        for i in 0..FINISHED_KEPT + 3 {
+            board.finish(&format!("t{i}"), "ok");
+        }
+        let kept = board.take_finished();
+        assert_eq!(kept.len(), FINISHED_KEPT, "bounded");
+        assert_eq!(kept[0].0, "t3", "the oldest are dropped");
     }
 
     #[test]

@@ -7,9 +7,19 @@ use anyhow::{Context, Result};
 use rivet_protocol::plan::Plan;
 use serde_json::Value;
 
-/// Parses and validates a plan exactly as the agent does.
+/// Parses (JSON or YAML) and validates a plan exactly as the agent does.
 pub fn parse(text: &str) -> Result<Plan> {
-    Ok(Plan::from_json(text)?)
+    Ok(Plan::from_document(text)?)
+}
+
+/// The plan document as the JSON the agent reads: a JSON document as it is, a YAML one
+/// converted.
+pub fn json_text(text: &str) -> Result<String> {
+    if text.trim_start().starts_with('{') {
+        return Ok(text.to_string());
+    }
+    let value = rivet_protocol::plan::document_value(text)?;
+    Ok(serde_json::to_string_pretty(&value)?)
 }
 
 /// The local paths of the `file://` image URLs the plan's `write_image` steps read.
@@ -79,6 +89,23 @@ mod tests {
     use super::*;
 
     const RACK: &str = include_str!("../../docs/plans/rack.json");
+    const RACK_YAML: &str = include_str!("../../docs/plans/rack.yaml");
+
+    #[test]
+    fn a_yaml_plan_validates_and_becomes_the_same_json_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rack.yaml");
+        std::fs::write(&path, RACK_YAML).unwrap();
+        let summary = validate_file(&path).unwrap();
+        let from_json = parse(RACK).unwrap();
+        assert!(
+            summary.contains(&format!("sha256 {}", from_json.digest())),
+            "the YAML plan's digest is the JSON plan's: {summary}"
+        );
+        let json = json_text(RACK_YAML).unwrap();
+        assert_eq!(Plan::from_json(&json).unwrap(), from_json);
+        assert_eq!(json_text(RACK).unwrap(), RACK, "JSON is kept as written");
+    }
 
     #[test]
     fn the_rack_example_validates_and_is_summarized() {

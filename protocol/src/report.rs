@@ -59,6 +59,12 @@ pub enum ReportBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<serde_json::Value>,
     },
+    /// The inventory the plan's `inspect` step collected (Ironic's inventory format), which
+    /// the server keeps as the node's inventory.
+    Inventory { inventory: serde_json::Value },
+    /// The agent is alive and its plan runs (a step without progress to report runs
+    /// long). Not kept in the node's history: the server only notes when it last heard.
+    Heartbeat {},
     /// The whole plan ended.
     Plan {
         state: PlanState,
@@ -121,6 +127,18 @@ mod tests {
             }
         );
         assert_eq!(serde_json::to_value(&report)?, wire);
+        Ok(())
+    }
+
+    #[test]
+    fn a_heartbeat_is_only_its_kind() -> Result<(), serde_json::Error> {
+        let report = Report {
+            seq: 9,
+            body: ReportBody::Heartbeat {},
+        };
+        let wire = serde_json::json!({"seq": 9, "kind": "heartbeat"});
+        assert_eq!(serde_json::to_value(&report)?, wire);
+        assert_eq!(serde_json::from_value::<Report>(wire)?, report);
         Ok(())
     }
 

@@ -65,12 +65,24 @@ pub struct AgentState {
     #[serde(serialize_with = "crate::time::serialize_opt_ms")]
     pub last_heartbeat: Option<i64>,
     pub heartbeats: i64,
+    /// When the agent last posted plan-mode reports.
+    #[serde(serialize_with = "crate::time::serialize_opt_ms")]
+    pub last_report: Option<i64>,
+    /// The later of `last_heartbeat` and `last_report`: when the agent was last heard.
+    #[serde(serialize_with = "crate::time::serialize_opt_ms")]
+    pub last_seen: Option<i64>,
+}
+
+impl AgentState {
+    fn update_last_seen(&mut self) {
+        self.last_seen = self.last_heartbeat.max(self.last_report);
+    }
 }
 
 const NODE_COLUMNS: &str = "id, uuid, name, state, serial, system_uuid, properties, \
     instance_info, plan, token_sha256, token_pregenerated, agent_url, agent_version, \
     agent_verify_ca, last_heartbeat, heartbeats, inspected_at, last_error, auto_registered, \
-    created_at, updated_at";
+    created_at, updated_at, last_report";
 
 fn json_object(text: String) -> rusqlite::Result<JsonObject> {
     serde_json::from_str(&text).map_err(|error| {
@@ -116,6 +128,8 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
             verify_ca: row.get(13)?,
             last_heartbeat: row.get(14)?,
             heartbeats: row.get(15)?,
+            last_report: row.get(21)?,
+            last_seen: None,
         },
         inspected_at: row.get(16)?,
         last_error: row.get(17)?,
@@ -158,6 +172,7 @@ fn with_logged_heartbeats(conn: &Connection, nodes: &mut [Node]) -> Result<(), A
             node.agent.heartbeats += count;
             node.agent.last_heartbeat = Some(node.agent.last_heartbeat.unwrap_or(0).max(*last));
         }
+        node.agent.update_last_seen();
     }
     Ok(())
 }

@@ -202,7 +202,7 @@ fn cli_adds_lists_and_shows_nodes() -> anyhow::Result<()> {
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    for column in ["UUID", "NAME", "STATE", "MACS", "LAST HEARTBEAT"] {
+    for column in ["UUID", "NAME", "STATE", "MACS", "LAST SEEN"] {
         assert!(lines[0].contains(column), "{out}");
     }
     assert!(
@@ -220,6 +220,23 @@ fn cli_adds_lists_and_shows_nodes() -> anyhow::Result<()> {
     )?;
     let (ok, _, err) = server.cli(&["plan", "set", "rack1-01", plan.to_str().expect("UTF-8")])?;
     assert!(ok, "{err}");
+    // The same plan in YAML.
+    let yaml = dir.path().join("plan.yaml");
+    std::fs::write(
+        &yaml,
+        "# a comment\nversion: 1\nname: wipe-yaml\nrerun: always\nsteps:\n  - step: erase_devices_metadata\n",
+    )?;
+    let (ok, _, err) = server.cli(&["plan", "set", "rack1-01", yaml.to_str().expect("UTF-8")])?;
+    assert!(ok, "{err}");
+    let (ok, out, err) = server.cli(&["plan", "show", "rack1-01"])?;
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(shown["name"], "wipe-yaml", "{out}");
+    assert_eq!(shown["steps"][0]["step"], "erase_devices_metadata", "{out}");
+    std::fs::write(&yaml, "version: 1\nname: [unclosed\n")?;
+    let (ok, _, err) = server.cli(&["plan", "set", "rack1-01", yaml.to_str().expect("UTF-8")])?;
+    assert!(!ok);
+    assert!(err.contains("not a JSON or YAML document"), "{err}");
     let (ok, out, err) = server.cli(&["node", "show", "rack1-01"])?;
     assert!(ok, "{err}");
     assert!(out.contains("serial             SN1"), "{out}");

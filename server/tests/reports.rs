@@ -37,17 +37,61 @@ async fn reports_drive_steps_state_and_watch() -> anyhow::Result<()> {
         {"seq": 1, "kind": "step", "index": 0, "name": "erase_devices", "state": "running", "progress": 0.5},
         {"seq": 2, "kind": "erase", "message": "/dev/vda: nvme format -s 2, verified", "data": {"device": "/dev/vda"}},
         {"seq": 3, "kind": "step", "index": 0, "name": "erase_devices", "state": "done"},
-        {"seq": 4, "kind": "step", "index": 1, "name": "write_image", "state": "running", "progress": 0.25},
+        {"seq": 4, "kind": "step", "index": 1, "name": "write_image", "state": "running"},
+        {"seq": 5, "kind": "step", "index": 1, "name": "write_image", "state": "running",
+         "progress": 0.25, "message": "512 MiB of 2.0 GiB, 100 MiB/s, ETA 15 s"},
     ]});
+    let (_, node) = server.operator(Method::GET, "/v1/nodes/n1", None).await?;
+    assert_eq!(node["agent"]["last_seen"], Value::Null, "not heard yet");
     let (status, ack) = post(&server, &uuid, &batch).await?;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(ack, json!({"stored": 4, "duplicates": 0}));
+    assert_eq!(ack, json!({"stored": 5, "duplicates": 0}));
     // Resent after a lost answer: nothing is stored twice.
     let (_, ack) = post(&server, &uuid, &batch).await?;
-    assert_eq!(ack, json!({"stored": 0, "duplicates": 4}));
+    assert_eq!(ack, json!({"stored": 0, "duplicates": 5}));
+    // A heartbeat is accepted and only moves the time the agent was last heard.
+    let heartbeat = json!({"agent_token": token, "boot_id": "b1", "reports": [
+        {"seq": 6, "kind": "heartbeat"},
+        {"seq": 7, "kind": "inventory", "inventory": {
+            "cpu": {"count": 2, "model_name": "QEMU Virtual CPU"},
+            "memory": {"physical_mb": 1024},
+            "system_vendor": {"manufacturer": "QEMU", "product_name": "Standard PC", "serial_number": ""},
+            "disks": [{"name": "/dev/vda", "size": 268435456u64, "serial": "rivet-vd0"}],
+            "interfaces": [{"name": "enp0s2", "mac_address": "52:54:00:77:00:01"}]}},
+    ]});
+    let (_, ack) = post(&server, &uuid, &heartbeat).await?;
+    assert_eq!(ack, json!({"stored": 2, "duplicates": 0}));
+    let (_, inventory) = server
+        .operator(Method::GET, "/v1/nodes/n1/inventory", None)
+        .await?;
+    assert_eq!(inventory["disks"][0]["serial"], "rivet-vd0");
 
     let (_, node) = server.operator(Method::GET, "/v1/nodes/n1", None).await?;
     assert_eq!(node["state"], "running");
+    assert!(node["agent"]["last_report"].is_string(), "{node}");
+    assert_eq!(node["agent"]["last_seen"], node["agent"]["last_report"]);
+    let (_, events) = server
+        .operator(Method::GET, "/v1/nodes/n1/events", None)
+        .await?;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["source"] == "agent")
+        .map(|e| e["kind"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "progress",
+            "erase",
+            "step",
+            "step",
+            "progress",
+            "inspection"
+        ],
+        "heartbeats are not events"
+    );
     let (_, steps) = server
         .operator(Method::GET, "/v1/nodes/n1/steps", None)
         .await?;
@@ -77,16 +121,52 @@ async fn reports_drive_steps_state_and_watch() -> anyhow::Result<()> {
         out.contains("write_image") && out.contains("[#####---------------]  25%"),
         "{out}"
     );
+    assert!(
+        out.contains("512 MiB of 2.0 GiB, 100 MiB/s, ETA 15 s"),
+        "the running step's progress line: {out}"
+    );
+    assert!(
+        !out.contains("write_image: running 25%"),
+        "progress reports are not listed as events: {out}"
+    );
+    for fact in [
+        "cpu                2 x QEMU Virtual CPU",
+        "memory             1024 MiB",
+        "disks              /dev/vda 256 MiB (rivet-vd0)",
+        "interfaces         enp0s2 52:54:00:77:00:01",
+        "system             QEMU / Standard PC",
+    ] {
+        assert!(out.contains(fact), "no {fact:?} in: {out}");
+    }
+    let (ok, events, err) = server.cli(&["node", "events", "n1"])?;
+    assert!(ok, "{err}");
+    assert!(
+        events.contains("progress")
+            && events.contains("write_image: running 25% (512 MiB of 2.0 GiB"),
+        "node events lists progress reports too: {events}"
+    );
+    let last_seen = out
+        .lines()
+        .find(|line| line.starts_with("last seen"))
+        .unwrap_or_default();
+    assert!(last_seen.ends_with(" ago"), "{out}");
+    let (ok, out, err) = server.cli(&["node", "list"])?;
+    assert!(ok, "{err}");
+    assert!(out.contains("LAST SEEN") && out.contains(" ago"), "{out}");
 
     let done = json!({"agent_token": token, "boot_id": "b1", "reports": [
-        {"seq": 5, "kind": "step", "index": 1, "name": "write_image", "state": "done"},
-        {"seq": 6, "kind": "plan", "state": "done"},
+        {"seq": 8, "kind": "step", "index": 1, "name": "write_image", "state": "done"},
+        {"seq": 9, "kind": "plan", "state": "done"},
     ]});
     post(&server, &uuid, &done).await?;
     let (ok, out, err) = server.cli(&["node", "watch", "n1", "--interval", "0.2"])?;
     assert!(ok, "watch must exit 0 on a finished plan: {out}{err}");
     assert!(out.starts_with("state: done"), "{out}");
     assert!(out.contains("step 0 erase_devices: running 50%"), "{out}");
+    assert!(
+        out.contains("step 1 write_image: running 25% (512 MiB of 2.0 GiB"),
+        "watch prints progress as it comes: {out}"
+    );
     assert!(out.contains("plan finished"), "{out}");
     Ok(())
 }

@@ -14,6 +14,12 @@ use crate::process::LoggedChild;
 /// Cargo does not build other packages' binaries for a test run: `ci/test` runs
 /// `cargo build --workspace --bins` first.
 pub fn agent_binary() -> Result<PathBuf> {
+    profile_binary("rivet-agent", "cargo build -p rivet-agent")
+}
+
+/// Binary `name` of the running executable's profile (see [`agent_binary`]); `build` is the
+/// command that builds it, for the error.
+pub fn profile_binary(name: &str, build: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the running executable")?;
     let exe_dir = exe
         .parent()
@@ -23,11 +29,11 @@ pub fn agent_binary() -> Result<PathBuf> {
     } else {
         exe_dir
     };
-    let binary = profile_dir.join("rivet-agent");
+    let binary = profile_dir.join(name);
     ensure!(
         binary.is_file(),
-        "rivet-agent is not built: {} does not exist. Build it first with \
-         `cargo build -p rivet-agent` (ci/test builds every binary before the tests)",
+        "{name} is not built: {} does not exist. Build it first with `{build}` (ci/test \
+         builds every binary before the tests)",
         binary.display()
     );
     Ok(binary)

@@ -1,5 +1,6 @@
 //! QEMU virtual machines for end-to-end tests: TCG (no KVM on these machines), q35, BIOS or
-//! UEFI (OVMF), booting an ISO as a CD, as BMC-style USB virtual media or as a USB stick,
+//! UEFI (OVMF), booting an ISO as a CD, as BMC-style USB virtual media (a file or an HTTP
+//! URL) or as a USB stick,
 //! with virtio-blk and NVMe disks and virtio-net NICs on a [`TestNet`]'s taps (or on UDP
 //! ports of a [`crate::vlan_switch::VlanSwitch`]).
 //!
@@ -25,6 +26,8 @@ use console::{ConsoleWatcher, CONSOLE_POLL};
 pub const QEMU: &str = "qemu-system-x86_64";
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// QEMU's curl block driver (HTTP drives), from Debian's qemu-block-extra.
+pub const QEMU_CURL_MODULE: &str = "/usr/lib/x86_64-linux-gnu/qemu/block-curl.so";
 /// Console lines printed when a test fails.
 const FAILURE_TAIL_LINES: usize = 120;
 
@@ -46,6 +49,10 @@ pub enum BootMedium {
     UsbCd(PathBuf),
     /// The (hybrid) ISO as a read-only USB stick on xHCI.
     UsbDisk(PathBuf),
+    /// An ISO at an `http://` URL as a BMC's virtual media (a USB CD as [`Self::UsbCd`]):
+    /// QEMU's curl block driver reads it with range requests, as a BMC does. Needs Debian's
+    /// qemu-block-extra ([`QEMU_CURL_MODULE`]).
+    UrlCd(String),
     /// No removable medium: the firmware boots the first disk added (a deployed disk).
     FirstDisk,
     /// Direct kernel boot, no firmware boot loader involved.
@@ -247,6 +254,23 @@ impl VmBuilder {
                 args.push_all(["-device", "usb-bot,id=bot,bus=xhci.0"]);
                 args.push_all(["-device", "scsi-cd,bus=bot.0,drive=vmedia,bootindex=1"]);
             }
+            BootMedium::UrlCd(url) => {
+                ensure!(
+                    !url.contains(','),
+                    "VM {}: a comma in {url} would end QEMU's -drive option",
+                    self.name
+                );
+                args.push_all(["-device", "qemu-xhci,id=xhci"]);
+                args.push_all([
+                    "-drive",
+                    &format!(
+                        "if=none,id=vmedia,media=cdrom,readonly=on,driver=raw,\
+                         file.driver=http,file.readahead=1048576,file.url={url}"
+                    ),
+                ]);
+                args.push_all(["-device", "usb-bot,id=bot,bus=xhci.0"]);
+                args.push_all(["-device", "scsi-cd,bus=bot.0,drive=vmedia,bootindex=1"]);
+            }
             BootMedium::UsbDisk(iso) => {
                 args.push_all(["-device", "qemu-xhci,id=xhci"]);
                 args.push("-drive");
@@ -317,6 +341,13 @@ impl VmBuilder {
             which(QEMU).is_some(),
             "{QEMU} is not on PATH: install Debian's qemu-system-x86 package (ci/setup does)"
         );
+        if matches!(self.boot, Some(BootMedium::UrlCd(_))) {
+            ensure!(
+                Path::new(QEMU_CURL_MODULE).is_file(),
+                "{QEMU_CURL_MODULE} is missing: QEMU cannot read an ISO from a URL without \
+                 Debian's qemu-block-extra package (ci/setup installs it)"
+            );
+        }
         for nic in &self.nics {
             if let NicBackend::Tap(tap) = &nic.backend {
                 ensure!(

@@ -2,7 +2,8 @@
 //! MACs and a plan (docs/plan.md); `rivet-agent run` looks the node up, finds
 //! `config.rivet.plan` in the answer, runs the plan through its plan runner and posts its
 //! reports to the server's report endpoint with the token lookup gave it. The server must
-//! end with every step `done` and the node `done`. The plan is harmless on a host: it
+//! end with every step `done` and the node `done`, the inspect step's inventory as the
+//! node's inventory, and the time it last heard from the agent. The plan is harmless on a host: it
 //! inspects and waits, nothing else.
 //!
 //! Needs `cargo build --workspace --bins` (ci/test does it): the test runs both binaries.
@@ -121,6 +122,21 @@ async fn scenario(server: &Server, agent: &Path, macs: &[String]) -> Result<()> 
     ensure!(
         text.contains("plan plan-mode report") && text.contains("plan finished"),
         "the server's events lack the final report or the plan's end: {text}"
+    );
+    ensure!(
+        node["agent"]["last_seen"].is_string() && node["agent"]["last_report"].is_string(),
+        "the server does not say when it last heard from the agent: {node}"
+    );
+    let inventory = server.get(&format!("/v1/nodes/{uuid}/inventory")).await?;
+    let found: Vec<&str> = inventory["interfaces"]
+        .as_array()
+        .context("the inventory from the inspect step has no interfaces")?
+        .iter()
+        .filter_map(|i| i["mac_address"].as_str())
+        .collect();
+    ensure!(
+        found.iter().any(|mac| macs.contains(&mac.to_string())),
+        "the inventory's MACs {found:?} are not this host's {macs:?}"
     );
     let agent_log = read(&log);
     ensure!(

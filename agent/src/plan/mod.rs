@@ -13,6 +13,7 @@ pub mod live;
 pub mod media;
 mod medium;
 mod queue;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -214,7 +215,10 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
         });
         tracing::info!("plan {}: step {index} {}: running", plan.name, step.step);
         let started = Instant::now();
-        let outcome = run_step(step, env, &node).await;
+        // Tasks that ended before this step are not its own.
+        env.ctx.progress.take_finished();
+        let outcome = run_watched(&run, index, step, &node).await;
+        let ended = watch::outcomes(&env.ctx.progress.take_finished());
         let seconds = started.elapsed().as_secs_f64();
         let (state, result, error) = match outcome {
             Ok(result) => (StepState::Done, Some(result).filter(|r| !r.is_null()), None),
@@ -235,12 +239,17 @@ pub async fn run_plan(plan: &Plan, env: &PlanEnv) -> Outcome {
         if step.step.starts_with("erase_devices") {
             post_erase_proofs(&run, result.as_ref());
         }
+        if let (Some(StepKind::Inspect), Some(inventory)) = (step.kind(), &result) {
+            run.post(ReportBody::Inventory {
+                inventory: inventory.clone(),
+            });
+        }
         run.post(ReportBody::Step {
             index,
             name: step.step.clone(),
             state,
             progress: None,
-            message: error.clone(),
+            message: error.clone().or(ended),
         });
         run.report.steps.push(StepRecord {
             index,
@@ -317,6 +326,35 @@ fn node_for(base: Option<&Value>, machine: Option<&Machine>, plan: &Plan) -> Val
         }
     }
     node
+}
+
+/// Runs a step; while it runs, posts its progress and heartbeats (see [`watch`]).
+async fn run_watched(
+    run: &Run<'_>,
+    index: u32,
+    step: &PlanStep,
+    node: &Value,
+) -> Result<Value, String> {
+    let outcome = run_step(step, run.env, node);
+    if run.env.queue.is_none() {
+        return outcome.await;
+    }
+    tokio::pin!(outcome);
+    let mut watch = watch::StepWatch::new(index, &step.step, Instant::now());
+    let mut ticks = tokio::time::interval(watch::LOOK_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut outcome => return result,
+            _ = ticks.tick() => {
+                let tasks = run.env.ctx.progress.snapshot();
+                if let Some(body) = watch.tick(&tasks, Instant::now()) {
+                    run.post(body);
+                }
+            }
+        }
+    }
 }
 
 async fn run_step(step: &PlanStep, env: &PlanEnv, node: &Value) -> Result<Value, String> {

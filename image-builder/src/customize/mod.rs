@@ -289,7 +289,8 @@ pub fn request(args: &CustomizeArgs) -> Result<Request> {
                  this bundle does not carry (--file IMAGE:{missing}); it must come from another medium"
             );
         }
-        contents.plan = Some(text);
+        // The bundle's plan.json is JSON whatever the file was written in.
+        contents.plan = Some(crate::plan::json_text(&text)?);
     }
     contents.validate()?;
     let sign_key = match &args.sign_key {

@@ -260,6 +260,12 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Parses a plan document in JSON or YAML (see [`document_value`]) and validates it.
+    #[cfg(feature = "yaml")]
+    pub fn from_document(text: &str) -> Result<Plan, PlanError> {
+        Plan::from_value(&document_value(text)?)
+    }
+
     /// [`Plan::from_json`] for a JSON value (the plan in a lookup answer).
     pub fn from_value(value: &Value) -> Result<Plan, PlanError> {
         let plan = Plan::deserialize(value).map_err(|e| PlanError(e.to_string()))?;
@@ -390,6 +396,17 @@ impl Plan {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         hex_string(&sha2::Sha256::digest(&canonical))
     }
+}
+
+/// A plan document as a JSON value: JSON when its first non-blank character is `{`, YAML
+/// otherwise. A YAML plan is the same document as its JSON (same values, same digest): the
+/// agent only ever receives JSON.
+#[cfg(feature = "yaml")]
+pub fn document_value(text: &str) -> Result<Value, PlanError> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| PlanError(format!("JSON: {e}")));
+    }
+    serde_norway::from_str(text).map_err(|e| PlanError(format!("YAML: {e}")))
 }
 
 fn hex_string(bytes: &[u8]) -> String {

@@ -4,6 +4,8 @@ use super::report::{PlanReport, RunState, REPORT_MAGIC};
 use super::*;
 
 const RACK: &str = include_str!("../../../docs/plans/rack.json");
+#[cfg(feature = "yaml")]
+const RACK_YAML: &str = include_str!("../../../docs/plans/rack.yaml");
 const MINIMAL: &str = include_str!("../../../docs/plans/minimal.json");
 const SCHEMA: &str = include_str!("../../../docs/plan.schema.json");
 
@@ -255,4 +257,17 @@ fn the_digest_changes_with_the_plan() {
     assert_eq!(plan.digest().len(), 64);
     assert_eq!(plan.digest(), Plan::from_json(MINIMAL).unwrap().digest());
     assert_ne!(plan.digest(), other.digest());
+}
+
+#[cfg(feature = "yaml")]
+#[test]
+fn a_yaml_plan_is_the_same_plan_as_its_json() {
+    let from_yaml = Plan::from_document(RACK_YAML).unwrap();
+    let from_json = Plan::from_document(RACK).unwrap();
+    assert_eq!(from_yaml, from_json);
+    assert_eq!(from_yaml.digest(), Plan::from_json(RACK).unwrap().digest());
+    let broken = Plan::from_document("version: 1\nname: [unclosed\n").unwrap_err();
+    assert!(broken.to_string().contains("YAML"), "{broken}");
+    let json_error = Plan::from_document("{\"version\": 1,").unwrap_err();
+    assert!(json_error.to_string().contains("JSON"), "{json_error}");
 }

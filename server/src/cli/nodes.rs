@@ -18,10 +18,13 @@ use crate::time::{ago, parse_rfc3339};
 fn read_plan(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plan {}", path.display()))?;
-    let plan: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a JSON document", path.display()))?;
+    let plan = rivet_protocol::plan::document_value(&text)
+        .with_context(|| format!("{} is not a JSON or YAML document", path.display()))?;
     if !plan.is_object() {
-        bail!("{}: a plan is a JSON object", path.display());
+        bail!(
+            "{}: a plan is an object (a mapping in YAML)",
+            path.display()
+        );
     }
     Ok(plan)
 }
@@ -80,9 +83,20 @@ pub async fn node(client: &OperatorClient, command: NodeCommand) -> Result<ExitC
             } else {
                 let steps = client.get(&format!("{path}/steps")).await?;
                 let events = client.get(&format!("{path}/events?limit=1000")).await?;
+                let inventory = if shown["inspected_at"].is_string() {
+                    Some(client.get(&format!("{path}/inventory")).await?)
+                } else {
+                    None
+                };
                 print!(
                     "{}",
-                    describe(&shown, &steps["steps"], &events["events"], 10)
+                    describe(
+                        &shown,
+                        inventory.as_ref(),
+                        &steps["steps"],
+                        &events["events"],
+                        10
+                    )
                 );
             }
         }
@@ -93,7 +107,10 @@ pub async fn node(client: &OperatorClient, command: NodeCommand) -> Result<ExitC
                 segment(&node)
             );
             let events = client.get(&path).await?;
-            print!("{}", event_table(&events["events"], usize::MAX).render());
+            print!(
+                "{}",
+                event_table(&events["events"], usize::MAX, true).render()
+            );
         }
         NodeCommand::Token { node } => {
             let path = format!("/v1/nodes/{}/token", segment(&node));
@@ -177,7 +194,7 @@ fn node_table(nodes: &Value) -> Table {
         "STATE",
         "MACS",
         "AGENT",
-        "LAST HEARTBEAT",
+        "LAST SEEN",
         "HEARTBEATS",
     ]);
     for node in nodes.as_array().into_iter().flatten() {
@@ -198,7 +215,7 @@ fn node_table(nodes: &Value) -> Table {
                 macs.join(",")
             },
             or_dash(text(agent, "url")),
-            since(&agent["last_heartbeat"]),
+            since(&agent["last_seen"]),
             agent["heartbeats"].as_i64().unwrap_or(0).to_string(),
         ]);
     }
@@ -226,10 +243,16 @@ fn step_table(steps: &Value) -> Table {
     table
 }
 
-/// The last `last` events.
-fn event_table(events: &Value, last: usize) -> Table {
+/// The last `last` events; without progress reports unless `progress` (`node show` has the
+/// latest in its step table).
+fn event_table(events: &Value, last: usize, progress: bool) -> Table {
     let mut table = Table::new(&["ID", "TIME", "SOURCE", "KIND", "MESSAGE"]);
-    let events: Vec<&Value> = events.as_array().into_iter().flatten().collect();
+    let events: Vec<&Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| progress || text(event, "kind") != Some(PROGRESS_KIND))
+        .collect();
     for event in events.iter().skip(events.len().saturating_sub(last)) {
         table.row(vec![
             event["id"].as_i64().unwrap_or(0).to_string(),
@@ -242,8 +265,100 @@ fn event_table(events: &Value, last: usize) -> Table {
     table
 }
 
-/// `node show`: a summary block, then steps and the last events.
-fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> String {
+/// The event kind of a running step's progress report.
+const PROGRESS_KIND: &str = "progress";
+
+/// "1.5 GiB" or "256 MiB" for a byte count.
+fn size(bytes: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    if bytes >= GIB {
+        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+/// The inventory's facts worth a line each: system, CPU, memory, disks, interfaces.
+fn inventory_rows(inventory: &Value) -> Vec<(&'static str, String)> {
+    let list = |key: &str, item: &dyn Fn(&Value) -> String| -> String {
+        let items: Vec<String> = inventory[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(item)
+            .collect();
+        if items.is_empty() {
+            "-".into()
+        } else {
+            items.join(", ")
+        }
+    };
+    let system = &inventory["system_vendor"];
+    let cpu = &inventory["cpu"];
+    vec![
+        (
+            "system",
+            [
+                text(system, "manufacturer"),
+                text(system, "product_name"),
+                text(system, "serial_number").filter(|s| !s.is_empty()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" / "),
+        ),
+        (
+            "cpu",
+            format!(
+                "{} x {}",
+                cpu["count"].as_u64().unwrap_or(0),
+                text(cpu, "model_name").unwrap_or("?")
+            ),
+        ),
+        (
+            "memory",
+            inventory["memory"]["physical_mb"]
+                .as_u64()
+                .map(|mb| format!("{mb} MiB"))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "disks",
+            list("disks", &|disk| {
+                let mut line = format!(
+                    "{} {}",
+                    text(disk, "name").unwrap_or("?"),
+                    size(disk["size"].as_u64().unwrap_or(0))
+                );
+                if let Some(serial) = text(disk, "serial").filter(|s| !s.is_empty()) {
+                    line.push_str(&format!(" ({serial})"));
+                }
+                line
+            }),
+        ),
+        (
+            "interfaces",
+            list("interfaces", &|nic| {
+                format!(
+                    "{} {}",
+                    text(nic, "name").unwrap_or("?"),
+                    text(nic, "mac_address").unwrap_or("?")
+                )
+            }),
+        ),
+    ]
+}
+
+/// `node show`: a summary block (with the inventory's facts when there is one), then steps
+/// and the last events.
+fn describe(
+    node: &Value,
+    inventory: Option<&Value>,
+    steps: &Value,
+    events: &Value,
+    last_events: usize,
+) -> String {
     let agent = &node["agent"];
     let macs: Vec<&str> = node["macs"]
         .as_array()
@@ -283,7 +398,9 @@ fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> 
         ("agent url", or_dash(text(agent, "url"))),
         ("agent version", or_dash(text(agent, "version"))),
         ("agent certificate", pinned.into()),
+        ("last seen", since(&agent["last_seen"])),
         ("last heartbeat", since(&agent["last_heartbeat"])),
+        ("last report", since(&agent["last_report"])),
         (
             "heartbeats",
             agent["heartbeats"].as_i64().unwrap_or(0).to_string(),
@@ -293,6 +410,9 @@ fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> 
     ] {
         summary.row(vec![field.to_string(), value]);
     }
+    for (field, value) in inventory.map(inventory_rows).unwrap_or_default() {
+        summary.row(vec![field.to_string(), value]);
+    }
     let mut out = summary.render();
     if steps.as_array().is_some_and(|s| !s.is_empty()) {
         out.push('\n');
@@ -300,7 +420,7 @@ fn describe(node: &Value, steps: &Value, events: &Value, last_events: usize) -> 
     }
     if events.as_array().is_some_and(|e| !e.is_empty()) {
         out.push('\n');
-        out.push_str(&event_table(events, last_events).render());
+        out.push_str(&event_table(events, last_events, false).render());
     }
     out
 }
@@ -332,14 +452,18 @@ async fn watch(client: &OperatorClient, node: &str, interval: f64) -> Result<Exi
         let state = text(&shown, "state").unwrap_or("?").to_string();
         let mut out = std::io::stdout().lock();
         if terminal {
-            recent.extend(new_events);
+            recent.extend(
+                new_events
+                    .into_iter()
+                    .filter(|event| text(event, "kind") != Some(PROGRESS_KIND)),
+            );
             let keep = recent.len().saturating_sub(WATCH_EVENTS);
             recent.drain(..keep);
             let events = Value::Array(recent.clone());
             write!(
                 out,
                 "\x1b[H\x1b[2J{}",
-                describe(&shown, &steps["steps"], &events, WATCH_EVENTS)
+                describe(&shown, None, &steps["steps"], &events, WATCH_EVENTS)
             )?;
         } else {
             if state != last_state {

@@ -90,6 +90,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE nodes ADD COLUMN network_data TEXT;
     "#,
+    // 4: when the node's agent last posted plan-mode reports (progress and heartbeat
+    // reports are not events: this and the steps table are where they leave a trace).
+    r#"
+    ALTER TABLE nodes ADD COLUMN last_report INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

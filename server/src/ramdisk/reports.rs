@@ -1,6 +1,7 @@
 //! `POST /v1/rivet/nodes/{node}/reports`: plan-mode reports (step progress, erase proofs,
-//! events, the plan's end), authenticated by the agent token, stored once per
-//! `(boot_id, seq)` so agents can resend what they buffered.
+//! the inspect step's inventory, events, the plan's end, heartbeats), authenticated by the agent token, stored once per
+//! `(boot_id, seq)` so agents can resend what they buffered. Heartbeats are not kept as
+//! events: they only move the node's `last_report`, which every post does.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -79,6 +80,11 @@ pub(crate) fn store(
     for report in &batch.reports {
         let seq = i64::try_from(report.seq)
             .map_err(|_| ApiError::bad_request(format!("seq {} is too large", report.seq)))?;
+        if matches!(report.body, ReportBody::Heartbeat {}) {
+            // Only `last_report` keeps heartbeats (one every few seconds per agent).
+            ack.stored += 1;
+            continue;
+        }
         let (kind, message, data) = describe(&report.body);
         let inserted = insert.execute(params![
             id,
@@ -96,6 +102,8 @@ pub(crate) fn store(
         ack.stored += 1;
         apply(conn, id, &batch.boot_id, &report.body, now)?;
     }
+    conn.prepare_cached("UPDATE nodes SET last_report = ?1 WHERE id = ?2")?
+        .execute(params![now, id])?;
     Ok(ack)
 }
 
@@ -116,8 +124,16 @@ fn describe(body: &ReportBody) -> (&'static str, String, Option<Value>) {
             if let Some(message) = message {
                 text.push_str(&format!(" ({message})"));
             }
+            // A running step's progress is its own kind: `node show` lists it in the
+            // step table, not among the events.
+            let kind = if *state == StepState::Running && (progress.is_some() || message.is_some())
+            {
+                "progress"
+            } else {
+                "step"
+            };
             (
-                "step",
+                kind,
                 text,
                 Some(
                     serde_json::json!({"index": index, "name": name, "state": state, "progress": progress}),
@@ -125,6 +141,23 @@ fn describe(body: &ReportBody) -> (&'static str, String, Option<Value>) {
             )
         }
         ReportBody::Erase { message, data } => ("erase", message.clone(), Some(data.clone())),
+        ReportBody::Heartbeat {} => ("heartbeat", "heartbeat".into(), None),
+        ReportBody::Inventory { inventory } => {
+            let count = |key: &str| inventory[key].as_array().map_or(0, Vec::len);
+            let summary = serde_json::json!({
+                "interfaces": count("interfaces"),
+                "disks": count("disks"),
+            });
+            (
+                "inspection",
+                format!(
+                    "inventory received from the plan's inspect step: {} disk(s), {} interface(s)",
+                    count("disks"),
+                    count("interfaces")
+                ),
+                Some(summary),
+            )
+        }
         ReportBody::Event { message, data } => ("event", message.clone(), data.clone()),
         ReportBody::Plan { state, message } => {
             let verb = match state {
@@ -201,7 +234,14 @@ fn apply(
                 set_state(conn, id, states::FAILED, Some(&error), now)
             }
         },
-        ReportBody::Erase { .. } | ReportBody::Event { .. } => Ok(()),
+        ReportBody::Inventory { inventory } => {
+            conn.prepare_cached(
+                "UPDATE nodes SET inventory = ?1, inspected_at = ?2, updated_at = ?2 WHERE id = ?3",
+            )?
+            .execute(params![inventory.to_string(), now, id])?;
+            Ok(())
+        }
+        ReportBody::Erase { .. } | ReportBody::Event { .. } | ReportBody::Heartbeat {} => Ok(()),
     }
 }
 

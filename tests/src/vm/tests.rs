@@ -62,6 +62,26 @@ fn usb_disk_is_read_only_usb_storage() {
 }
 
 #[test]
+fn an_iso_url_is_a_usb_cd_read_by_qemus_curl_driver() {
+    let url = "http://10.77.0.1:6385/v1/isos/n1?expires=9&signature=ab";
+    let builder = VmBuilder::new("t").boot(BootMedium::UrlCd(url.into()));
+    let text = args_text(&builder);
+    assert!(
+        text.contains(&format!(
+            "-drive if=none,id=vmedia,media=cdrom,readonly=on,driver=raw,file.driver=http,\
+             file.readahead=1048576,file.url={url} "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("scsi-cd,bus=bot.0,drive=vmedia,bootindex=1"),
+        "{text}"
+    );
+    let comma = VmBuilder::new("t").boot(BootMedium::UrlCd("http://h/a,b".into()));
+    assert!(comma.qemu_args(Path::new("/vm")).is_err());
+}
+
+#[test]
 fn a_vm_without_boot_medium_is_refused() {
     let err = VmBuilder::new("t").qemu_args(Path::new("/vm"));
     assert!(err.is_err());

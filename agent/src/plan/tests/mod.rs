@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rivet_protocol::plan::report::{PlanReport, RunState, StepState};
 use rivet_protocol::plan::{Action, Identity, Plan};
@@ -19,6 +20,8 @@ use crate::steps::{HardwareManager, HardwareSupport, StepError};
 
 const MEDIUM_SERIAL: &str = "RIVET-REPORT";
 const MEDIUM_SIZE: u64 = 1 << 20;
+/// The step the recorder runs slowly, with progress on the board.
+const SLOW_STEP: &str = "inject_files";
 
 /// Records every step it runs with the node it saw; fails the steps named in `failing`.
 #[derive(Default)]
@@ -67,6 +70,20 @@ impl HardwareManager for Shared {
         }
         if step.starts_with("erase_devices") {
             return Ok(json!({"/dev/sda": {"outcome": "erased", "method": "metadata"}}));
+        }
+        if step == SLOW_STEP {
+            // Progress on the board, then long enough for the runner to look at it twice.
+            let task = "write_image to /dev/vda";
+            call.progress.update(crate::progress::Progress {
+                task: task.into(),
+                phase: "download".into(),
+                percent: Some(25.0),
+                done_bytes: Some(512 << 20),
+                total_bytes: Some(2 << 30),
+                ..Default::default()
+            });
+            std::thread::sleep(super::watch::PROGRESS_EVERY + Duration::from_millis(1500));
+            call.progress.finish(task, "2048 MiB written");
         }
         Ok(json!({"ran": step}))
     }
@@ -424,9 +441,19 @@ async fn reports_are_queued_until_the_url_accepts_them_and_sent_before_power_off
             ReportBody::Event { .. } => "event".into(),
             ReportBody::Plan { state, .. } => format!("plan:{state:?}"),
             ReportBody::Erase { .. } => "erase".into(),
+            ReportBody::Heartbeat {} => "heartbeat".into(),
+            ReportBody::Inventory { .. } => "inventory".into(),
         })
         .collect();
-    assert_eq!(kinds.first().map(String::as_str), Some("inspect:running"));
+    assert_eq!(
+        kinds[..3],
+        ["inspect:running", "inventory", "inspect:done"],
+        "the inventory goes to the server before the step's end"
+    );
+    let ReportBody::Inventory { inventory } = &reports[1].body else {
+        panic!("not an inventory report");
+    };
+    assert_eq!(inventory["cpu"]["count"], 2);
     let erase = kinds
         .iter()
         .position(|k| k == "erase")
@@ -447,6 +474,47 @@ async fn reports_are_queued_until_the_url_accepts_them_and_sent_before_power_off
         panic!("no final report event");
     };
     assert_eq!(data["state"], "done");
+}
+
+#[tokio::test]
+async fn a_long_step_posts_its_progress_while_it_runs() {
+    let (url, got) = receiver(0).await;
+    let queue = ReportQueue::start(url, None, "boot-1".into(), reqwest::Client::new());
+    let bench = Bench::new(vec![]);
+    let steps = json!([{"step": SLOW_STEP}]);
+    let outcome = run_plan(&plan(steps, json!({})), &bench.env(Some(queue))).await;
+    assert_eq!(outcome.report.state, RunState::Done);
+    let reports: Vec<ReportBody> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.reports.iter().map(|r| r.body.clone()))
+        .collect();
+    let steps: Vec<_> = reports
+        .iter()
+        .filter_map(|body| match body {
+            ReportBody::Step {
+                state,
+                progress,
+                message,
+                ..
+            } => Some((*state, *progress, message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (StepState::Running, None, None),
+            (
+                StepState::Running,
+                Some(0.25),
+                Some("512 MiB of 2.0 GiB".to_string())
+            ),
+            (StepState::Done, None, Some("2048 MiB written".to_string())),
+        ],
+        "start, the progress once (it did not change), end with the outcome: {reports:?}"
+    );
 }
 
 mod media;
