@@ -23,7 +23,7 @@ impl FileSource {
         let fatal = |e: std::io::Error| SourceError::Fatal(format!("{}: {e}", path.display()));
         let file = Arc::new(File::open(path).map_err(fatal)?);
         let len = file.metadata().map_err(fatal)?.len();
-        let (tx, feed) = Feed::channel(algorithm);
+        let (tx, feed) = Feed::channel(algorithm)?;
         let reader = file.clone();
         let pool = feed.pool();
         let shown = path.display().to_string();
