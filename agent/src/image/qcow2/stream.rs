@@ -310,3 +310,94 @@ pub fn convert<R: Read>(
     }
     Ok(window.reader)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_inflated_in_order_over_threads_and_a_bad_cluster_is_named() {
+        const CLUSTER: usize = 4096;
+        let clusters: Vec<Vec<u8>> = (0..7u8)
+            .map(|i| {
+                (0..CLUSTER)
+                    .map(|j| i.wrapping_mul(31) ^ (j / 7) as u8)
+                    .collect()
+            })
+            .collect();
+        let compressed: Vec<Vec<u8>> = clusters.iter().map(|c| deflate(c)).collect();
+        let inputs: Vec<&[u8]> = compressed.iter().map(Vec::as_slice).collect();
+        for threads in [1, 2, 3, 4] {
+            let mut out = vec![0u8; inputs.len() * CLUSTER];
+            assert!(inflate_batch(
+                CompressionType::Deflate,
+                &inputs,
+                &mut out,
+                CLUSTER,
+                threads
+            )
+            .is_ok());
+            assert_eq!(out, clusters.concat(), "{threads} threads");
+        }
+        // The sixth cluster is garbage: its index comes back, whichever thread had it.
+        let garbage = vec![0xffu8; 100];
+        let mut bad = inputs.clone();
+        bad[5] = &garbage;
+        for threads in [1, 2, 4] {
+            let mut out = vec![0u8; bad.len() * CLUSTER];
+            match inflate_batch(CompressionType::Deflate, &bad, &mut out, CLUSTER, threads) {
+                Err(BatchError::Cluster(5, _)) => {}
+                Err(BatchError::Cluster(n, e)) => panic!("cluster {n} named: {e}"),
+                Err(BatchError::Spawn(e)) => panic!("{e}"),
+                Ok(()) => panic!("garbage inflated"),
+            }
+        }
+        // A cluster that inflates to less than a whole cluster fails too.
+        let short = deflate(&clusters[0][..CLUSTER / 2]);
+        let mut out = vec![0u8; CLUSTER];
+        assert!(matches!(
+            inflate_batch(CompressionType::Deflate, &[&short], &mut out, CLUSTER, 2),
+            Err(BatchError::Cluster(0, e)) if e.contains("not a whole cluster")
+        ));
+    }
+
+    #[test]
+    fn a_batch_takes_consecutive_compressed_clusters_within_its_bounds() {
+        let compressed = |host, len| Extent {
+            host,
+            len,
+            kind: ExtentKind::Compressed { guest: host * 8 },
+        };
+        let extents = vec![
+            compressed(0, 1000),
+            // Overlapping the previous one's last sector, as qemu-img writes them.
+            compressed(900, 1000),
+            compressed(1900, 1000),
+            Extent {
+                host: 4096,
+                len: 4096,
+                kind: ExtentKind::Data { guest: 0 },
+            },
+            compressed(8192, 1000),
+            // Ends 500 bytes past BATCH_SPAN from the previous one's start.
+            compressed(8192 + BATCH_SPAN - 500, 1000),
+            compressed(8192 + BATCH_SPAN + 500, 1000),
+        ];
+        // Up to the next extent that is not compressed.
+        assert_eq!(batch_end(&extents, 0, 64), 3);
+        // At most max_clusters.
+        assert_eq!(batch_end(&extents, 0, 2), 2);
+        assert_eq!(batch_end(&extents, 1, 1), 2);
+        // Not past BATCH_SPAN bytes of the stream from the batch's start.
+        assert_eq!(batch_end(&extents, 4, 64), 5);
+        assert_eq!(batch_end(&extents, 5, 64), 7);
+    }
+}
