@@ -15,8 +15,9 @@
 //!
 //! Memory: the plan holds one entry per run of host-contiguous, guest-contiguous clusters
 //! (an image written sequentially has few; every compressed cluster is its own) and at most
-//! [`MAX_EXTENTS`] of them; the stream window holds at most one 4 MiB piece or one
-//! compressed cluster.
+//! [`MAX_EXTENTS`] of them; the stream window holds at most one 4 MiB piece or one batch
+//! of compressed clusters (4 MiB of the stream plus one cluster), inflated on up to 4
+//! threads into at most 4 MiB (or one cluster).
 //!
 //! Refused: backing files, external data files, encryption, the corrupt bit, extended L2
 //! entries, unknown incompatible features, host clusters used twice, and tables or

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-use super::plan::{CompressionType, ExtentKind, Plan};
+use super::plan::{CompressionType, Extent, ExtentKind, Plan};
 use super::{refused, Qcow2Error};
 use crate::image::writer::DiskWriter;
 
@@ -69,40 +69,138 @@ impl<R: Read> Window<R> {
     }
 }
 
-/// Inflates one compressed cluster into `out` (which must be filled completely).
-fn inflate(kind: CompressionType, input: &[u8], out: &mut [u8]) -> Result<(), String> {
-    match kind {
-        CompressionType::Deflate => {
-            let mut inflater = flate2::Decompress::new(false);
-            inflater
-                .decompress(input, out, flate2::FlushDecompress::Finish)
-                .map_err(|e| e.to_string())?;
-            if inflater.total_out() != out.len() as u64 {
-                return Err(format!(
-                    "inflated to {} bytes, not a whole cluster",
-                    inflater.total_out()
-                ));
-            }
-        }
-        CompressionType::Zstd => {
-            use zstd::stream::raw::{Decoder, Operation};
-            let mut decoder = Decoder::new().map_err(|e| e.to_string())?;
-            let (mut read, mut written) = (0, 0);
-            while written < out.len() {
-                let status = decoder
-                    .run_on_buffers(&input[read..], &mut out[written..])
+/// Compressed clusters are inflated in batches of at most this many output bytes (at
+/// least one cluster) ...
+const BATCH_OUT: usize = 4 << 20;
+/// ... covering at most this many bytes of the stream (besides the batch's first cluster)
+/// ...
+const BATCH_SPAN: u64 = 4 << 20;
+/// ... on up to this many threads (the converting thread is one of them).
+const MAX_INFLATE_THREADS: usize = 4;
+
+/// Inflates compressed clusters one after the other, reusing its decompressor.
+enum Inflater {
+    Deflate(flate2::Decompress),
+    Zstd(zstd::stream::raw::Decoder<'static>),
+}
+
+impl Inflater {
+    fn new(kind: CompressionType) -> Result<Inflater, String> {
+        Ok(match kind {
+            CompressionType::Deflate => Inflater::Deflate(flate2::Decompress::new(false)),
+            CompressionType::Zstd => Inflater::Zstd(
+                zstd::stream::raw::Decoder::new().map_err(|e| format!("starting zstd: {e}"))?,
+            ),
+        })
+    }
+
+    /// Inflates one compressed cluster into `out` (which must be filled completely).
+    fn inflate(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), String> {
+        match self {
+            Inflater::Deflate(inflater) => {
+                inflater.reset(false);
+                inflater
+                    .decompress(input, out, flate2::FlushDecompress::Finish)
                     .map_err(|e| e.to_string())?;
-                read += status.bytes_read;
-                written += status.bytes_written;
-                if status.bytes_read == 0 && status.bytes_written == 0 {
+                if inflater.total_out() != out.len() as u64 {
                     return Err(format!(
-                        "zstd data ended after {written} bytes, not a whole cluster"
+                        "inflated to {} bytes, not a whole cluster",
+                        inflater.total_out()
                     ));
                 }
             }
+            Inflater::Zstd(decoder) => {
+                use zstd::stream::raw::Operation;
+                decoder.reinit().map_err(|e| e.to_string())?;
+                let (mut read, mut written) = (0, 0);
+                while written < out.len() {
+                    let status = decoder
+                        .run_on_buffers(&input[read..], &mut out[written..])
+                        .map_err(|e| e.to_string())?;
+                    read += status.bytes_read;
+                    written += status.bytes_written;
+                    if status.bytes_read == 0 && status.bytes_written == 0 {
+                        return Err(format!(
+                            "zstd data ended after {written} bytes, not a whole cluster"
+                        ));
+                    }
+                }
+            }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Why a batch could not be inflated.
+enum BatchError {
+    /// The batch's `n`th cluster is not valid compressed data.
+    Cluster(usize, String),
+    Spawn(std::io::Error),
+}
+
+/// Inflates `inputs` (compressed clusters) into consecutive `cluster`-byte pieces of `out`,
+/// split into contiguous groups over `threads` threads.
+fn inflate_batch(
+    kind: CompressionType,
+    inputs: &[&[u8]],
+    out: &mut [u8],
+    cluster: usize,
+    threads: usize,
+) -> Result<(), BatchError> {
+    let per = inputs.len().div_ceil(threads.max(1)).max(1);
+    let group = |first: usize, inputs: &[&[u8]], out: &mut [u8]| -> Result<(), BatchError> {
+        let mut inflater = Inflater::new(kind).map_err(|e| BatchError::Cluster(first, e))?;
+        for (i, (input, out)) in inputs.iter().zip(out.chunks_mut(cluster)).enumerate() {
+            inflater
+                .inflate(input, out)
+                .map_err(|e| BatchError::Cluster(first + i, e))?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| {
+        let mut groups = inputs.chunks(per).zip(out.chunks_mut(per * cluster));
+        let own = groups.next();
+        let mut others = Vec::new();
+        for (g, (inputs, out)) in groups.enumerate() {
+            let spawned = std::thread::Builder::new()
+                .name("image-inflate".into())
+                .spawn_scoped(scope, move || group((g + 1) * per, inputs, out))
+                .map_err(BatchError::Spawn)?;
+            others.push(spawned);
+        }
+        let mut outcome = match own {
+            Some((inputs, out)) => group(0, inputs, out),
+            None => Ok(()),
+        };
+        for other in others {
+            let joined = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            outcome = outcome.and(joined);
+        }
+        outcome
+    })
+}
+
+/// Threads to inflate on: the machine's cores, at most [`MAX_INFLATE_THREADS`].
+fn inflate_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_INFLATE_THREADS)
+}
+
+/// The end (exclusive) of the batch of compressed clusters starting at `extents[start]`.
+fn batch_end(extents: &[Extent], start: usize, max_clusters: usize) -> usize {
+    let first = extents[start].host;
+    let mut end = start + 1;
+    while end < extents.len()
+        && end - start < max_clusters
+        && matches!(extents[end].kind, ExtentKind::Compressed { .. })
+        && extents[end].host + extents[end].len - first <= BATCH_SPAN
+    {
+        end += 1;
+    }
+    end
 }
 
 /// Writes the image described by `plan` from its stream: `head` holds the first bytes of
@@ -126,8 +224,13 @@ pub fn convert<R: Read>(
         eof: false,
     };
     let cluster = header.cluster_size() as usize;
-    let mut inflated = vec![0u8; cluster];
-    for (i, extent) in plan.extents.iter().enumerate() {
+    let threads = inflate_threads();
+    let batch_clusters = (BATCH_OUT / cluster).max(1);
+    let mut inflated: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < plan.extents.len() {
+        let extent = plan.extents[i];
+        let mut next_i = i + 1;
         match extent.kind {
             ExtentKind::Data { guest } => {
                 // Data runs overlap nothing (the plan refused that): release as we go.
@@ -145,16 +248,46 @@ pub fn convert<R: Read>(
                     done += n;
                 }
             }
-            ExtentKind::Compressed { guest } => {
-                let bytes = window.get(extent.host, extent.len as usize)?;
-                inflate(header.compression, bytes, &mut inflated).map_err(|e| {
-                    refused(format!(
-                        "compressed cluster at {:#x} (guest {guest:#x}): {e}",
-                        extent.host
-                    ))
-                })?;
-                let len = (cluster as u64).min(size - guest) as usize;
-                writer.write(guest, &inflated[..len])?;
+            ExtentKind::Compressed { .. } => {
+                // A run of compressed clusters, inflated together on several threads. Their
+                // host ranges may overlap (a compressed cluster's last sector is often the
+                // next one's first).
+                next_i = batch_end(&plan.extents, i, batch_clusters);
+                let batch = &plan.extents[i..next_i];
+                let first = extent.host;
+                let span = batch.iter().map(|e| e.host + e.len).max().unwrap_or(first) - first;
+                let bytes = window.get(first, span as usize)?;
+                let inputs: Vec<&[u8]> = batch
+                    .iter()
+                    .map(|e| {
+                        let end = ((e.host + e.len - first) as usize).min(bytes.len());
+                        &bytes[((e.host - first) as usize).min(end)..end]
+                    })
+                    .collect();
+                inflated.resize(batch.len() * cluster, 0);
+                inflate_batch(header.compression, &inputs, &mut inflated, cluster, threads)
+                    .map_err(|e| match e {
+                        BatchError::Cluster(n, message) => {
+                            let host = batch[n].host;
+                            let guest = match batch[n].kind {
+                                ExtentKind::Compressed { guest } => guest,
+                                _ => 0,
+                            };
+                            refused(format!(
+                                "compressed cluster at {host:#x} (guest {guest:#x}): {message}"
+                            ))
+                        }
+                        BatchError::Spawn(e) => Qcow2Error::Read(std::io::Error::new(
+                            e.kind(),
+                            format!("starting a thread to inflate clusters: {e}"),
+                        )),
+                    })?;
+                for (e, out) in batch.iter().zip(inflated.chunks(cluster)) {
+                    if let ExtentKind::Compressed { guest } = e.kind {
+                        let len = (cluster as u64).min(size - guest) as usize;
+                        writer.write(guest, &out[..len])?;
+                    }
+                }
             }
             ExtentKind::Check { sha256 } => {
                 let bytes = window.get(extent.host, extent.len as usize)?;
@@ -169,9 +302,102 @@ pub fn convert<R: Read>(
                 }
             }
         }
-        // Later extents start at or after this one's start.
-        let next = plan.extents.get(i + 1).map_or(u64::MAX, |e| e.host);
-        window.release(next.min(extent.host + extent.len))?;
+        // Later extents start at or after the next one's start.
+        let last = plan.extents[next_i - 1];
+        let next = plan.extents.get(next_i).map_or(u64::MAX, |e| e.host);
+        window.release(next.min(last.host + last.len))?;
+        i = next_i;
     }
     Ok(window.reader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_inflated_in_order_over_threads_and_a_bad_cluster_is_named() {
+        const CLUSTER: usize = 4096;
+        let clusters: Vec<Vec<u8>> = (0..7u8)
+            .map(|i| {
+                (0..CLUSTER)
+                    .map(|j| i.wrapping_mul(31) ^ (j / 7) as u8)
+                    .collect()
+            })
+            .collect();
+        let compressed: Vec<Vec<u8>> = clusters.iter().map(|c| deflate(c)).collect();
+        let inputs: Vec<&[u8]> = compressed.iter().map(Vec::as_slice).collect();
+        for threads in [1, 2, 3, 4] {
+            let mut out = vec![0u8; inputs.len() * CLUSTER];
+            assert!(inflate_batch(
+                CompressionType::Deflate,
+                &inputs,
+                &mut out,
+                CLUSTER,
+                threads
+            )
+            .is_ok());
+            assert_eq!(out, clusters.concat(), "{threads} threads");
+        }
+        // The sixth cluster is garbage: its index comes back, whichever thread had it.
+        let garbage = vec![0xffu8; 100];
+        let mut bad = inputs.clone();
+        bad[5] = &garbage;
+        for threads in [1, 2, 4] {
+            let mut out = vec![0u8; bad.len() * CLUSTER];
+            match inflate_batch(CompressionType::Deflate, &bad, &mut out, CLUSTER, threads) {
+                Err(BatchError::Cluster(5, _)) => {}
+                Err(BatchError::Cluster(n, e)) => panic!("cluster {n} named: {e}"),
+                Err(BatchError::Spawn(e)) => panic!("{e}"),
+                Ok(()) => panic!("garbage inflated"),
+            }
+        }
+        // A cluster that inflates to less than a whole cluster fails too.
+        let short = deflate(&clusters[0][..CLUSTER / 2]);
+        let mut out = vec![0u8; CLUSTER];
+        assert!(matches!(
+            inflate_batch(CompressionType::Deflate, &[&short], &mut out, CLUSTER, 2),
+            Err(BatchError::Cluster(0, e)) if e.contains("not a whole cluster")
+        ));
+    }
+
+    #[test]
+    fn a_batch_takes_consecutive_compressed_clusters_within_its_bounds() {
+        let compressed = |host, len| Extent {
+            host,
+            len,
+            kind: ExtentKind::Compressed { guest: host * 8 },
+        };
+        let extents = vec![
+            compressed(0, 1000),
+            // Overlapping the previous one's last sector, as qemu-img writes them.
+            compressed(900, 1000),
+            compressed(1900, 1000),
+            Extent {
+                host: 4096,
+                len: 4096,
+                kind: ExtentKind::Data { guest: 0 },
+            },
+            compressed(8192, 1000),
+            // Ends 500 bytes past BATCH_SPAN from the previous one's start.
+            compressed(8192 + BATCH_SPAN - 500, 1000),
+            compressed(8192 + BATCH_SPAN + 500, 1000),
+        ];
+        // Up to the next extent that is not compressed.
+        assert_eq!(batch_end(&extents, 0, 64), 3);
+        // At most max_clusters.
+        assert_eq!(batch_end(&extents, 0, 2), 2);
+        assert_eq!(batch_end(&extents, 1, 1), 2);
+        // Not past BATCH_SPAN bytes of the stream from the batch's start.
+        assert_eq!(batch_end(&extents, 4, 64), 5);
+        assert_eq!(batch_end(&extents, 5, 64), 7);
+    }
 }

@@ -23,7 +23,7 @@ impl FileSource {
         let fatal = |e: std::io::Error| SourceError::Fatal(format!("{}: {e}", path.display()));
         let file = Arc::new(File::open(path).map_err(fatal)?);
         let len = file.metadata().map_err(fatal)?.len();
-        let (tx, feed) = Feed::channel(algorithm);
+        let (tx, feed) = Feed::channel(algorithm)?;
         let reader = file.clone();
         let pool = feed.pool();
         let shown = path.display().to_string();
@@ -32,13 +32,15 @@ impl FileSource {
             .spawn(move || {
                 let mut offset = 0u64;
                 loop {
+                    // Read into the chunk's spare capacity (no zeroing it first), up to a
+                    // whole chunk or the end of the file.
                     let mut chunk = pool.take();
-                    chunk.resize(FEED_CHUNK, 0);
-                    let n = match (&*reader).read(&mut chunk) {
+                    let n = match (&*reader).take(FEED_CHUNK as u64).read_to_end(&mut chunk) {
                         Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(e) => {
-                            let error = SourceError::Failed(format!("reading {shown}: {e}"));
+                            let error = SourceError::Failed(format!(
+                                "reading {shown} at byte {offset}: {e}"
+                            ));
                             let _ = tx.blocking_send(FeedMsg::Failed(error));
                             return;
                         }
@@ -47,7 +49,6 @@ impl FileSource {
                         let _ = tx.blocking_send(FeedMsg::End { len: offset });
                         return;
                     }
-                    chunk.truncate(n);
                     offset += n as u64;
                     if tx.blocking_send(FeedMsg::Data(chunk)).is_err() {
                         return;

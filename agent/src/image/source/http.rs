@@ -221,7 +221,7 @@ impl HttpSource {
         let len = response.content_length();
         let validator = Validator::from_headers(response.headers());
         tracing::info!(url = %shown, ?len, ?validator, "downloading image");
-        let (tx, feed) = Feed::channel(algorithm);
+        let (tx, feed) = Feed::channel(algorithm)?;
         let pump = Pump {
             client: client.clone(),
             url: url.clone(),

@@ -2,9 +2,10 @@
 //! ([`file::FileSource`], `file://` URLs: the boot ISO or another attached medium).
 //!
 //! A source gives two things:
-//! - one forward [`Feed`] of the whole file, produced by its own thread, through a bounded
-//!   channel, and hashed by the feed as each chunk arrives (on the consumer's thread, so
-//!   receiving and hashing run on two cores), (at most `FEED_DEPTH` chunks of `FEED_CHUNK` bytes in flight);
+//! - one forward [`Feed`] of the whole file, produced by its own thread, hashed in order by
+//!   another (`image-hash`) and read by the consumer, so receiving, hashing and decoding run
+//!   in parallel (bounded channels: at most `FEED_DEPTH` chunks of `FEED_CHUNK` bytes in
+//!   flight);
 //!   an HTTP feed resumes itself after a dropped connection with a range request. The chunks
 //!   come from a [`ChunkPool`] the feed returns them to once read, so a download does not
 //!   allocate (and the kernel does not map and zero) a fresh MiB for every MiB;
@@ -153,15 +154,27 @@ pub enum FeedMsg {
     Failed(SourceError),
 }
 
+/// What the hashing thread passes on to the [`Feed`].
+#[derive(Debug)]
+enum Hashed {
+    Data(Vec<u8>),
+    /// The whole file went through: its length and hex digest.
+    End {
+        len: u64,
+        hex: String,
+    },
+    Failed(SourceError),
+}
+
 /// The forward stream of a source's whole file; see [`Feed::finish`] for its digest.
+///
+/// Between the producer and the feed a thread of its own (`image-hash`) hashes every chunk
+/// in order and passes it on, so the digest is computed in parallel with receiving (the
+/// producer) and decoding and copying (the feed's reader): three threads instead of two.
 #[derive(Debug)]
 pub struct Feed {
-    rx: mpsc::Receiver<FeedMsg>,
+    rx: mpsc::Receiver<Hashed>,
     pool: ChunkPool,
-    /// Hashes every chunk as it arrives, in order; taken at the end.
-    hasher: Option<Hasher>,
-    /// Bytes received (hashed) so far.
-    received: u64,
     current: Vec<u8>,
     at: usize,
     position: u64,
@@ -174,24 +187,74 @@ pub struct Feed {
 #[error("{0}")]
 pub struct FeedError(pub SourceError);
 
+/// The hashing thread: hashes each chunk from the producer, passes it on, and at the end
+/// checks the producer's count against the bytes it hashed.
+fn hash_chunks(mut from: mpsc::Receiver<FeedMsg>, to: mpsc::Sender<Hashed>, mut hasher: Hasher) {
+    let mut received = 0u64;
+    loop {
+        let next = match from.blocking_recv() {
+            Some(FeedMsg::Data(data)) => {
+                hasher.update(&data);
+                received += data.len() as u64;
+                Hashed::Data(data)
+            }
+            Some(FeedMsg::End { len }) if len == received => {
+                let _ = to.blocking_send(Hashed::End {
+                    len,
+                    hex: hasher.finish_hex(),
+                });
+                return;
+            }
+            Some(FeedMsg::End { len }) => {
+                let _ = to.blocking_send(Hashed::Failed(SourceError::Failed(format!(
+                    "the image stream ended at byte {received} but its source counted {len}"
+                ))));
+                return;
+            }
+            Some(FeedMsg::Failed(error)) => {
+                let _ = to.blocking_send(Hashed::Failed(error));
+                return;
+            }
+            None => {
+                let _ = to.blocking_send(Hashed::Failed(SourceError::Failed(
+                    "the image download stopped unexpectedly".into(),
+                )));
+                return;
+            }
+        };
+        // The feed went away: so does this thread, and with it the producer's receiver.
+        if to.blocking_send(next).is_err() {
+            return;
+        }
+    }
+}
+
 impl Feed {
-    /// A feed hashing with `algorithm`, and the sender its producer uses.
-    pub fn channel(algorithm: Algorithm) -> (mpsc::Sender<FeedMsg>, Feed) {
-        let (tx, rx) = mpsc::channel(FEED_DEPTH);
-        (
+    /// A feed hashing with `algorithm` (on its own thread), and the sender its producer
+    /// uses.
+    pub fn channel(algorithm: Algorithm) -> Result<(mpsc::Sender<FeedMsg>, Feed), SourceError> {
+        // Chunks in flight: PRODUCED in the producer's channel, one being hashed, the
+        // rest of FEED_DEPTH hashed and waiting for the reader.
+        const PRODUCED: usize = FEED_DEPTH / 2;
+        let (tx, from) = mpsc::channel(PRODUCED);
+        let (to, rx) = mpsc::channel(FEED_DEPTH - PRODUCED - 1);
+        let hasher = algorithm.hasher();
+        std::thread::Builder::new()
+            .name("image-hash".into())
+            .spawn(move || hash_chunks(from, to, hasher))
+            .map_err(|e| SourceError::Failed(format!("starting the hashing thread: {e}")))?;
+        Ok((
             tx,
             Feed {
                 rx,
                 pool: ChunkPool::default(),
-                hasher: Some(algorithm.hasher()),
-                received: 0,
                 current: Vec::new(),
                 at: 0,
                 position: 0,
                 end: None,
                 error: None,
             },
-        )
+        ))
     }
 
     /// Where the producer takes its chunks from (they come back here once read).
@@ -227,28 +290,15 @@ impl Feed {
                 return Err(std::io::Error::other(FeedError(error.clone())));
             }
             match self.rx.blocking_recv() {
-                Some(FeedMsg::Data(data)) => {
-                    if let Some(hasher) = &mut self.hasher {
-                        hasher.update(&data);
-                    }
-                    self.received += data.len() as u64;
+                Some(Hashed::Data(data)) => {
                     self.pool.put(std::mem::replace(&mut self.current, data));
                     self.at = 0;
                 }
-                Some(FeedMsg::End { len }) if len == self.received => {
-                    let hex = self.hasher.take().map(Hasher::finish_hex);
-                    self.end = Some((len, hex.unwrap_or_default()));
-                }
-                Some(FeedMsg::End { len }) => {
-                    self.error = Some(SourceError::Failed(format!(
-                        "the image stream ended at byte {} but its source counted {len}",
-                        self.received
-                    )))
-                }
-                Some(FeedMsg::Failed(error)) => self.error = Some(error),
+                Some(Hashed::End { len, hex }) => self.end = Some((len, hex)),
+                Some(Hashed::Failed(error)) => self.error = Some(error),
                 None => {
                     self.error = Some(SourceError::Failed(
-                        "the image download stopped unexpectedly".into(),
+                        "the image hashing thread stopped unexpectedly".into(),
                     ))
                 }
             }
@@ -337,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_feed_reads_chunks_then_reports_its_digest() {
-        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256).unwrap();
         std::thread::spawn(move || {
             tx.blocking_send(FeedMsg::Data(b"hello ".to_vec())).unwrap();
             tx.blocking_send(FeedMsg::Data(b"world".to_vec())).unwrap();
@@ -358,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_length_that_disagrees_with_the_bytes_fails() {
-        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256).unwrap();
         tx.blocking_send(FeedMsg::Data(b"abc".to_vec())).unwrap();
         tx.blocking_send(FeedMsg::End { len: 4 }).unwrap();
         let err = feed.finish().unwrap_err();
@@ -367,7 +417,7 @@ mod tests {
 
     #[test]
     fn read_chunks_go_back_to_the_pool() {
-        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256).unwrap();
         let pool = feed.pool();
         let mut chunk = pool.take();
         assert!(chunk.capacity() >= FEED_CHUNK);
@@ -396,14 +446,14 @@ mod tests {
 
     #[test]
     fn a_feed_failure_is_kept_for_the_caller() {
-        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256).unwrap();
         tx.blocking_send(FeedMsg::Failed(SourceError::Changed("etag".into())))
             .unwrap();
         let err = feed.read(&mut [0u8; 4]).unwrap_err();
         assert!(err.to_string().contains("etag"));
         assert_eq!(feed.error(), Some(&SourceError::Changed("etag".into())));
         drop(feed);
-        let (tx, mut feed) = Feed::channel(Algorithm::Sha256);
+        let (tx, mut feed) = Feed::channel(Algorithm::Sha256).unwrap();
         drop(tx);
         assert!(feed.read(&mut [0u8; 4]).is_err());
         assert!(matches!(feed.error(), Some(SourceError::Failed(_))));
