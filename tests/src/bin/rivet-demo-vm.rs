@@ -65,7 +65,9 @@ struct ConsoleEcho {
 impl ConsoleEcho {
     fn echo(&mut self, say: &Say, vm: &Vm) {
         let text = vm.console_text();
-        let lines: Vec<&str> = text.lines().collect();
+        // Only whole lines: the last one may still be being written.
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        let lines: Vec<&str> = whole.lines().collect();
         for line in lines.iter().skip(self.printed) {
             if line.contains("progress:") {
                 say.line(format!("  vm | {}", line.trim()));
