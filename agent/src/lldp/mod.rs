@@ -233,7 +233,8 @@ pub struct ListenOptions {
     pub timeout: Duration,
     /// End as soon as every link with carrier heard from its neighbour.
     pub end_early: bool,
-    /// Send our own LLDPDU on each link once it has carrier, with this system name.
+    /// Send our own LLDPDU on each link once it has carrier, and again when the link's
+    /// neighbour is first heard, with this system name.
     pub transmit_as: Option<String>,
 }
 
@@ -262,6 +263,7 @@ pub fn listen(
         "listening for LLDP"
     );
     let mut sent: BTreeSet<String> = BTreeSet::new();
+    let mut answered: BTreeSet<String> = BTreeSet::new();
     let mut buffer = vec![0u8; 9216];
     let end = loop {
         if sockets.is_empty() {
@@ -276,9 +278,15 @@ pub fn listen(
             .map(|(link, _)| link.clone())
             .collect();
         if let Some(name) = &options.transmit_as {
+            let heard = board.heard_in(session);
             for (link, socket) in &sockets {
-                if carriers.contains(link) && !sent.contains(link) {
-                    sent.insert(link.clone());
+                let first = carriers.contains(link) && sent.insert(link.clone());
+                // Once more when the neighbour is first heard: it is listening then, while
+                // our first frame may have reached it before it was (a switch port or
+                // lldpd still starting), which would leave it blind to us until our next
+                // session.
+                let answer = heard.contains(link) && answered.insert(link.clone());
+                if first || answer {
                     if let Err(e) = transmit(socket, link, name, state) {
                         errors.push(format!("{link}: sending our LLDPDU: {e}"));
                     }
