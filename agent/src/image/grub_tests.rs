@@ -1,4 +1,5 @@
 use super::*;
+use crate::image::testutil::sized_file;
 
 fn image_root(grub2: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -104,14 +105,7 @@ fn partitions_are_found_by_file_system_uuid_or_partuuid() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vda");
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    file.set_len(64 << 20).unwrap();
+    let file = sized_file(&path, 64 << 20);
     for label in [Label::Gpt, Label::Msdos] {
         let request = LayoutRequest {
             uefi: false,

@@ -2,6 +2,7 @@
 //! touched; vfat and swap are written natively, ext by the (fake) mke2fs after the table.
 
 use super::*;
+use crate::image::testutil::blkid;
 
 fn ipa_type(err: &StepError) -> &str {
     match err {
@@ -28,14 +29,6 @@ fn extract(disk: &Path, start: usize, len: usize) -> PathBuf {
     let path = disk.with_file_name("extracted-partition");
     std::fs::write(&path, &bytes[start..start + len]).unwrap();
     path
-}
-
-fn blkid(path: &Path, tag: &str) -> String {
-    let output = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", tag, path_str(path)])
-        .output()
-        .expect("blkid (util-linux) is required by this test");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 #[test]

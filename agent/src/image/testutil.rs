@@ -68,6 +68,29 @@ pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
 
+/// `blkid -p`'s value of `tag` (`TYPE`, `LABEL`, `UUID`) for the file system at `path`;
+/// empty when there is none.
+pub fn blkid(path: &Path, tag: &str) -> String {
+    let output = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", tag, path_str(path)])
+        .output()
+        .expect("blkid (util-linux) is required by this test");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A new file of `len` bytes (sparse) at `path`, open for reading and writing.
+pub fn sized_file(path: &Path, len: u64) -> std::fs::File {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    file.set_len(len).unwrap();
+    file
+}
+
 pub fn sha256(data: &[u8]) -> String {
     let mut hasher = Algorithm::Sha256.hasher();
     hasher.update(data);

@@ -139,7 +139,7 @@ impl FsMaker for Mke2fs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::testutil::path_str;
+    use crate::image::testutil::blkid;
 
     #[test]
     fn ironic_formats_map_to_how_rivet_makes_them() {
@@ -178,14 +178,6 @@ mod tests {
         let err = missing.check(ExtFs::Ext3).unwrap_err();
         assert!(err.ends_with("mke2fs is not an executable file"), "{err}");
         assert_eq!(Mke2fs::default().program, Path::new("/usr/sbin/mke2fs"));
-    }
-
-    fn blkid(path: &Path, tag: &str) -> String {
-        let output = Command::new("blkid")
-            .args(["-p", "-o", "value", "-s", tag, path_str(path)])
-            .output()
-            .expect("blkid (util-linux) is required by this test");
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     #[test]

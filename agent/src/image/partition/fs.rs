@@ -190,32 +190,15 @@ pub fn fs_uuid(file: &File, offset: u64) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::process::Command;
 
     use super::*;
-    use crate::image::testutil::{path_str, run};
-
-    fn blkid(path: &Path, tag: &str) -> String {
-        let output = Command::new("blkid")
-            .args(["-p", "-o", "value", "-s", tag, path_str(path)])
-            .output()
-            .expect("blkid (util-linux) is required by this test");
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    }
+    use crate::image::testutil::{blkid, path_str, run, sized_file};
 
     #[test]
     fn the_native_fat32_passes_fsck_and_blkid_reads_its_label_and_serial() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("esp");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(64 << 20).unwrap();
+        let file = sized_file(&path, 64 << 20);
         format_fat32(&file, 0, 64 << 20, "EFI-PART", 0x1234_abcd, 2048).unwrap();
         run("fsck.vfat", &["-n", path_str(&path)]);
         assert_eq!(blkid(&path, "TYPE"), "vfat");
@@ -254,14 +237,7 @@ mod tests {
     fn the_swap_signature_is_what_blkid_and_swapon_expect() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("swap");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(8 << 20).unwrap();
+        let file = sized_file(&path, 8 << 20);
         let uuid = uuid::Uuid::parse_str("5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b").unwrap();
         write_swap(&file, 0, 8 << 20, uuid, "swap1").unwrap();
         assert_eq!(blkid(&path, "TYPE"), "swap");
