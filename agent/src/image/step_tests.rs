@@ -24,28 +24,11 @@ impl BlockDevices for FixedBlockDevices {
 
 fn device(name: &str, path: &Path, serial: &str) -> BlockDevice {
     BlockDevice {
-        name: name.into(),
         path: path.to_path_buf(),
-        kind: DeviceKind::Disk,
-        parent: None,
-        partitions: Vec::new(),
-        holders: Vec::new(),
-        size_bytes: 100 << 30,
-        logical_sector_size: 512,
-        physical_sector_size: 512,
-        rotational: false,
-        read_only: false,
-        removable: false,
         model: Some("QEMU HARDDISK".into()),
-        vendor: None,
         serial: Some(serial.into()),
-        wwn: None,
-        wwn_with_extension: None,
-        wwn_vendor_extension: None,
-        hctl: None,
-        by_path: None,
         tran: Some("sata".into()),
-        is_boot_medium: false,
+        ..crate::erase::fake::block_device(name, DeviceKind::Disk, 100 << 30, 512)
     }
 }
 

@@ -10,28 +10,10 @@ use super::*;
 
 fn disk(name: &str, serial: &str, boot: bool) -> crate::disks::BlockDevice {
     crate::disks::BlockDevice {
-        name: name.into(),
-        path: PathBuf::from(format!("/dev/{name}")),
-        kind: crate::disks::DeviceKind::Disk,
-        parent: None,
-        partitions: vec![],
-        holders: vec![],
-        size_bytes: MEDIUM_SIZE,
-        logical_sector_size: 512,
-        physical_sector_size: 512,
-        rotational: false,
-        read_only: false,
-        removable: false,
         model: None,
-        vendor: None,
         serial: Some(serial.into()),
-        wwn: None,
-        wwn_with_extension: None,
-        wwn_vendor_extension: None,
-        hctl: None,
-        by_path: None,
-        tran: None,
         is_boot_medium: boot,
+        ..crate::erase::fake::block_device(name, crate::disks::DeviceKind::Disk, MEDIUM_SIZE, 512)
     }
 }
 
